@@ -1,6 +1,7 @@
 """The ``t1046lab`` command.
 
-Each sub-command is a thin layer over the library: parse arguments, call the public
+Each sub-command lives in its own module of :mod:`t1046lab.commands` (an ``add_parser``
+function and an ``ORDER``) and is a thin layer over the library: parse arguments, call the public
 function, write the result, print a short summary. Errors in the input end the command
 with exit status 2 and one line naming the file, not a traceback.
 """
@@ -8,13 +9,11 @@ with exit status 2 and one line naming the file, not a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import pkgutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-
-import pandas as pd
-
 from . import __version__
 
 __all__ = ["main", "build_parser"]
@@ -22,55 +21,18 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("t1046lab")
 
 
-def _add_read(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "read",
-        help="read a telemetry file into the canonical connections frame",
-        description="Read a telemetry file (Zeek conn.log, pcap/pcapng, flow logs, ...) into the "
-        "canonical connections frame and write it as parquet or CSV. Prints a summary and "
-        "the read report (records seen, rows, records quarantined).",
-    )
-    p.add_argument("input", type=Path, help="input file (gzip is recognised automatically)")
-    p.add_argument("--format", "-f", default="auto", help="input format, or 'auto' to detect it (default); see `t1046lab formats`")
-    p.add_argument("--strict", action="store_true", help="stop at the first malformed record instead of quarantining it")
-    p.add_argument("-o", "--output", type=Path, help="write the frame to OUT.parquet or OUT.csv")
-    p.add_argument("--quarantine", type=Path, help="write the quarantined records (reason, line, offset, excerpt) to this CSV")
-    p.set_defaults(func=_cmd_read)
 
 
-def _cmd_read(args: argparse.Namespace) -> int:
-    from .io import read
-    from .io.canonical import write_canonical
-    from .summary import summarize
+def _command_modules() -> list:
+    """The modules of :mod:`t1046lab.commands`, each adding one sub-command, in ``ORDER``."""
+    from . import commands
 
-    conns = read(args.input, format=args.format, strict=args.strict)
-    report = conns.attrs["read_report"]
-    if args.output is not None:
-        write_canonical(conns, args.output)
-    if args.quarantine is not None:
-        report.quarantine_frame().to_csv(args.quarantine, index=False)
-    print(summarize(conns))
-    if args.output is not None:
-        print(f"wrote {len(conns):,} rows to {args.output}")
-    return 0
-
-
-def _add_formats(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("formats", help="list the input formats", description="List the input formats read() knows.")
-    p.set_defaults(func=_cmd_formats)
-
-
-def _cmd_formats(args: argparse.Namespace) -> int:
-    from .io import available_formats
-
-    table = available_formats()
-    with pd.option_context("display.max_colwidth", 80, "display.width", 160):
-        print(table.to_string(index=False))
-    return 0
-
-
-#: Sub-commands, in the order ``--help`` lists them. Later modules add theirs here.
-_COMMANDS = [_add_read, _add_formats]
+    modules = [
+        importlib.import_module(f"{commands.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.__name__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in _COMMANDS:
-        add(sub)
+    for module in _command_modules():
+        module.add_parser(sub)
     return parser
 
 

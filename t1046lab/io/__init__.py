@@ -4,8 +4,8 @@
 format's reader in chunks, and returns one canonical frame with a
 :class:`~t1046lab.io._report.ReadReport` in ``df.attrs["read_report"]``.
 
-Adding a format: write a module here whose reader function is decorated with
-:func:`register`, and add the module to ``_READER_MODULES``.
+Adding a format: write a module in this package (its name not starting with ``_``) whose
+reader function is decorated with :func:`register`; it is found and imported on first use.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import pkgutil
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,17 +23,13 @@ import pandas as pd
 
 from .. import schema
 from ..exceptions import DataQualityWarning, FormatDetectionError
-from ._report import QuarantinedRecord, ReadReport
+from ._report import ReadReport
 from ._source import PathLike, read_head
 
-__all__ = ["read", "iter_read", "sniff_format", "available_formats", "register", "ReadReport", "QuarantinedRecord"]
+__all__ = ["read", "iter_read", "sniff_format", "available_formats", "register", "ReadReport"]
 
 log = logging.getLogger(__name__)
 
-#: Reader modules, imported on first use so ``import t1046lab`` stays light.
-_READER_MODULES: tuple[str, ...] = (
-    "t1046lab.io.canonical",
-)
 
 
 class ReaderFunc(Protocol):
@@ -91,8 +88,10 @@ def register(
 
 
 def _load_readers() -> dict[str, _Reader]:
-    for module in _READER_MODULES:
-        importlib.import_module(module)
+    # Reader modules are imported on first use, so that ``import t1046lab`` stays light.
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
     return _REGISTRY
 
 
@@ -216,7 +215,8 @@ def _concat(chunks: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _warn_quarantine(report: ReadReport) -> None:
     if report.records_quarantined:
-        top = ", ".join(f"{r} ({n:,})" for r, n in report.quarantine_reasons.most_common(3))
+        worst = sorted(report.quarantine_reasons.items(), key=lambda kv: -kv[1])[:3]
+        top = ", ".join(f"{r} ({n:,})" for r, n in worst)
         warnings.warn(
             f"{report.path}: {report.records_quarantined:,} of {report.records_seen:,} records "
             f"quarantined: {top}; see df.attrs['read_report']",

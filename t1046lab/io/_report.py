@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -11,24 +9,16 @@ import pandas as pd
 
 from ..exceptions import ParseError
 
-__all__ = ["ReadReport", "QuarantinedRecord"]
+__all__ = ["ReadReport", "MAX_QUARANTINE_DETAIL"]
 
-#: How many quarantined records keep their full detail; counts per reason are always complete.
-MAX_QUARANTINE_DETAIL = 10_000
+#: How many quarantined records keep their detail (line or offset, excerpt). Counts per
+#: reason are always complete. Kept small because pandas deep-copies ``attrs`` often.
+MAX_QUARANTINE_DETAIL = 1_000
 
-
-@dataclasses.dataclass(frozen=True)
-class QuarantinedRecord:
-    """One input record a reader could not turn into a row."""
-
-    reason: str
-    line: int | None = None
-    offset: int | None = None
-    excerpt: str = ""
+_COUNTS = ("records_seen", "records_used", "records_skipped", "records_quarantined", "rows_produced")
 
 
-@dataclasses.dataclass
-class ReadReport:
+class ReadReport(dict):
     """What a reader did with its input, stored in ``df.attrs["read_report"]``.
 
     Every record is accounted for: ``records_seen == records_used + records_skipped +
@@ -37,64 +27,70 @@ class ReadReport:
     row; the pcap reader assembles many packets into one row, so there ``rows_produced``
     is smaller than ``records_used``.
 
-    Attributes
-    ----------
-    path : str
-    format : str
-    records_seen : int
+    It is a ``dict`` of plain values, so a frame carrying it still writes to parquet, and
+    its keys are also attributes:
+
+    ``path``, ``format``
+        The input and the reader that read it.
+    ``records_seen``
         Records read from the input (header and comment lines are not records).
-    records_used : int
+    ``records_used``
         Records that went into rows.
-    records_skipped : int
-        Well-formed records that hold no connection (an ARP frame, a DNS-only event),
-        counted by reason in ``skipped_reasons``.
-    records_quarantined : int
-        Malformed records, counted by reason in ``quarantine_reasons``; the first
-        ``MAX_QUARANTINE_DETAIL`` are kept with line or byte offset in ``quarantine``.
-    rows_produced : int
+    ``records_skipped``, ``skipped_reasons``
+        Well-formed records that hold no connection (an ARP frame, a DNS-only event), by reason.
+    ``records_quarantined``, ``quarantine_reasons``
+        Malformed records, by reason; the first :data:`MAX_QUARANTINE_DETAIL` are kept
+        in ``quarantine`` with their line or byte offset and an excerpt.
+    ``rows_produced``
         Rows in the returned frame.
-    notes : list of str
-        What the format cannot express (aggregation, missing fields), for the reader of
-        the report.
+    ``notes``
+        What the format cannot express (aggregation, missing fields).
     """
 
-    path: str
-    format: str
-    records_seen: int = 0
-    records_used: int = 0
-    records_skipped: int = 0
-    records_quarantined: int = 0
-    rows_produced: int = 0
-    skipped_reasons: Counter = dataclasses.field(default_factory=Counter)
-    quarantine_reasons: Counter = dataclasses.field(default_factory=Counter)
-    quarantine: list[QuarantinedRecord] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    strict: bool = False
+    def __init__(self, path: str, format: str, *, strict: bool = False):
+        super().__init__(
+            path=str(path),
+            format=format,
+            strict=bool(strict),
+            **{name: 0 for name in _COUNTS},
+            skipped_reasons={},
+            quarantine_reasons={},
+            quarantine=[],
+            notes=[],
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self:
+            raise AttributeError(f"ReadReport has no field {name!r}")
+        self[name] = value
 
     # -- what readers call ---------------------------------------------------------------
 
     def seen(self, n: int = 1) -> None:
-        self.records_seen += int(n)
+        self["records_seen"] += int(n)
 
     def used(self, n: int = 1) -> None:
-        self.records_used += int(n)
+        self["records_used"] += int(n)
 
     def skip(self, reason: str, n: int = 1) -> None:
         """Count ``n`` well-formed records that hold no connection."""
         if n:
-            self.records_skipped += int(n)
-            self.skipped_reasons[reason] += int(n)
+            self["records_skipped"] += int(n)
+            self["skipped_reasons"][reason] = self["skipped_reasons"].get(reason, 0) + int(n)
 
-    def bad(
-        self, reason: str, *, line: int | None = None, offset: int | None = None, excerpt: Any = ""
-    ) -> None:
+    def bad(self, reason: str, *, line: int | None = None, offset: int | None = None, excerpt: Any = "") -> None:
         """Quarantine one record; raise :class:`ParseError` instead in strict mode."""
-        if self.strict:
-            raise ParseError(self.path, reason, line=line, offset=offset)
-        self.records_quarantined += 1
-        self.quarantine_reasons[reason] += 1
-        if len(self.quarantine) < MAX_QUARANTINE_DETAIL:
-            self.quarantine.append(QuarantinedRecord(reason, line, offset, _excerpt(excerpt)))
+        if self["strict"]:
+            raise ParseError(self["path"], reason, line=line, offset=offset)
+        self._count_bad(reason, 1)
+        if len(self["quarantine"]) < MAX_QUARANTINE_DETAIL:
+            self["quarantine"].append(_detail(reason, line, offset, excerpt))
 
     def bad_many(
         self,
@@ -111,69 +107,63 @@ class ReadReport:
         n = len(where)
         if n == 0:
             return
-        if self.strict:
-            first_line = int(lines[0]) if lines is not None else None
-            first_offset = int(offsets[0]) if offsets is not None else None
-            raise ParseError(self.path, reason, line=first_line, offset=first_offset)
-        self.records_quarantined += n
-        self.quarantine_reasons[reason] += n
-        room = max(0, MAX_QUARANTINE_DETAIL - len(self.quarantine))
+        if self["strict"]:
+            raise ParseError(
+                self["path"],
+                reason,
+                line=int(lines[0]) if lines is not None else None,
+                offset=int(offsets[0]) if offsets is not None else None,
+            )
+        self._count_bad(reason, n)
+        room = max(0, MAX_QUARANTINE_DETAIL - len(self["quarantine"]))
         for i in range(min(room, n)):
-            self.quarantine.append(
-                QuarantinedRecord(
+            self["quarantine"].append(
+                _detail(
                     reason,
                     int(lines[i]) if lines is not None else None,
                     int(offsets[i]) if offsets is not None else None,
-                    _excerpt(excerpts[i]) if excerpts is not None else "",
+                    excerpts[i] if excerpts is not None else "",
                 )
             )
 
     def note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
+        """Record what the format loses or cannot express, once."""
+        if text not in self["notes"]:
+            self["notes"].append(text)
+
+    def _count_bad(self, reason: str, n: int) -> None:
+        self["records_quarantined"] += n
+        self["quarantine_reasons"][reason] = self["quarantine_reasons"].get(reason, 0) + n
 
     # -- what users read -----------------------------------------------------------------
 
     @property
     def balanced(self) -> bool:
         """True when every record seen was used, skipped or quarantined."""
-        return self.records_seen == self.records_used + self.records_skipped + self.records_quarantined
+        return self["records_seen"] == self["records_used"] + self["records_skipped"] + self["records_quarantined"]
 
     def quarantine_frame(self) -> pd.DataFrame:
         """The quarantined records kept in detail, one row each."""
-        return pd.DataFrame(
-            [dataclasses.asdict(q) for q in self.quarantine],
-            columns=["reason", "line", "offset", "excerpt"],
-        )
+        return pd.DataFrame(self["quarantine"], columns=["reason", "line", "offset", "excerpt"])
 
     def summary(self) -> str:
         """A short human summary."""
         text = (
-            f"{self.path} ({self.format}): {self.records_seen:,} records seen, "
-            f"{self.records_used:,} used, {self.records_skipped:,} skipped, "
-            f"{self.records_quarantined:,} quarantined -> {self.rows_produced:,} rows"
+            f"{self['path']} ({self['format']}): {self['records_seen']:,} records seen, "
+            f"{self['records_used']:,} used, {self['records_skipped']:,} skipped, "
+            f"{self['records_quarantined']:,} quarantined -> {self['rows_produced']:,} rows"
         )
-        if self.quarantine_reasons:
-            top = ", ".join(f"{r} ({n:,})" for r, n in self.quarantine_reasons.most_common(3))
-            text += f"; quarantine reasons: {top}"
+        if self["quarantine_reasons"]:
+            top = sorted(self["quarantine_reasons"].items(), key=lambda kv: -kv[1])[:3]
+            text += "; quarantine reasons: " + ", ".join(f"{r} ({n:,})" for r, n in top)
         return text
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "format": self.format,
-            "records_seen": self.records_seen,
-            "records_used": self.records_used,
-            "records_skipped": self.records_skipped,
-            "records_quarantined": self.records_quarantined,
-            "rows_produced": self.rows_produced,
-            "skipped_reasons": dict(self.skipped_reasons),
-            "quarantine_reasons": dict(self.quarantine_reasons),
-            "notes": list(self.notes),
-        }
+    def __repr__(self) -> str:
+        return f"ReadReport({self.summary()})"
 
-    def __str__(self) -> str:
-        return self.summary()
+
+def _detail(reason: str, line: int | None, offset: int | None, excerpt: Any) -> dict[str, Any]:
+    return {"reason": reason, "line": line, "offset": offset, "excerpt": _excerpt(excerpt)}
 
 
 def _excerpt(value: Any, limit: int = 200) -> str:
