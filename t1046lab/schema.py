@@ -139,6 +139,8 @@ IDENTITY_COLUMNS: dict[str, Any] = {
     "cloud_instance_id": STRING_DTYPE,
     "network_interface_id": STRING_DTYPE,
     "tcp_flags": pd.Int32Dtype(),  # FIN 1, SYN 2, RST 4, PSH 8, ACK 16, as in flow logs
+    "icmp_type": pd.Int16Dtype(),  # ICMP rows: ports are NA, the type and code go here
+    "icmp_code": pd.Int16Dtype(),
 }
 
 #: Label columns, present in labelled datasets.
