@@ -124,14 +124,17 @@ def check_command_addresses(argv: Sequence[str], subnet: str | ipaddress.IPv4Net
     """Refuse a command line that mentions any IPv4 address outside the lab subnet.
 
     A second guard after :func:`check_targets`: the command's text is searched for dotted
-    quads (a bash loop hides targets inside a string), and each must be in the subnet.
-    ``0.0.0.0`` and ``127.0.0.0/8`` are allowed only as listen addresses are never written by
-    the lab, so they are refused too.
+    quads (a bash loop hides targets inside a string), and each must be in the subnet; an
+    address written with ``/N`` is read as a network, which must lie inside the subnet too.
+    ``0.0.0.0`` and loopback addresses are refused as well: the lab never needs them.
     """
     net = check_subnet(subnet)
     for word in argv:
-        for match in _IPV4.finditer(str(word)):
-            text = match.group(0)
+        word = str(word)
+        for match in _IPV4.finditer(word):
+            # In bash's /dev/tcp/HOST/PORT the "/PORT" is not a prefix length.
+            in_devpath = word[: match.start()].endswith(("/dev/tcp/", "/dev/udp/"))
+            text = match.group(1) if in_devpath else match.group(0)
             try:
                 addr = ipaddress.ip_network(text, strict=False)
             except ValueError as exc:
