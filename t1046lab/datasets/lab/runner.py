@@ -251,7 +251,7 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
     Parameters
     ----------
     scenario : str or Scenario
-        ``"smoke"`` (about 45 s) or ``"full"`` (about 90 s), or a :class:`Scenario`.
+        ``"smoke"`` (about 25 s) or ``"full"`` (about 45 s), or a :class:`Scenario`.
     out_dir : path
         Directory for ``capture.pcap``, ``ground_truth.csv``, ``connections.parquet``, ``lab.log``.
     random_state : int

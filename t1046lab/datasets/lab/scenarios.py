@@ -266,7 +266,7 @@ _SCANNER_HOSTS_SMOKE = tuple(Host(f"atk{i}", "scanner", (100 + i,)) for i in ran
 SMOKE = Scenario(
     name="smoke",
     description="CI-sized: nmap SYN/connect/ping-sweep/UDP, an nc -z sweep and a bash /dev/tcp loop, "
-    "with HTTP clients, Prometheus, health checks, DNS, SSH and a sanctioned scanner (~45 s).",
+    "with HTTP clients, Prometheus, health checks, DNS, SSH and a sanctioned scanner (about 25 s).",
     hosts=_BASE_HOSTS + _SCANNER_HOSTS_SMOKE,
     services=_SERVICES,
     activities=_benign(22) + (_ssh(1, 2.0), _ssh(2, 14.0), _sanctioned(1, 4.0)) + _SMOKE_SCANS,
@@ -315,7 +315,7 @@ _FULL_SCANS = _SMOKE_SCANS + _STEALTH + (
 FULL = Scenario(
     name="full",
     description="Every activity: the smoke set plus FIN/NULL/Xmas, -sV, a slow scan, decoys, a "
-    "distributed scan, masscan and zmap through a one-armed router, and hping3 (~90 s).",
+    "distributed scan, masscan and zmap through a one-armed router, and hping3 (about 45 s).",
     hosts=_BASE_HOSTS + (Host("router", "router", (1,), forwarding=True),)
     + tuple(Host(f"atk{i}", "scanner", (100 + i,)) for i in range(1, 19)),
     services=_SERVICES,
