@@ -27,6 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_cmd_run)
     lst = lab_sub.add_parser("list", help="list the scenarios and their activities")
     lst.set_defaults(func=_cmd_list)
+    lb = lab_sub.add_parser("label", help="re-read a lab directory's capture and rewrite connections.parquet (no root)")
+    lb.add_argument("directory", type=Path, help="lab output directory")
+    lb.set_defaults(func=_cmd_label)
+    ds = lab_sub.add_parser("datasheet", help="write README.md (the datasheet) for a lab output directory")
+    ds.add_argument("directory", type=Path, help="directory holding capture.pcap, ground_truth.csv, connections.parquet")
+    ds.set_defaults(func=_cmd_datasheet)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -55,4 +61,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{scen.name}: {scen.description}")
         for act in scen.activities:
             print(f"  {act.start:5.1f}s  {act.id:22s} {act.actor:9s} {act.tool:11s} {act.label:6s} {act.category}")
+    return 0
+
+
+def _cmd_datasheet(args: argparse.Namespace) -> int:
+    from ..datasets.lab.datasheet import write_datasheet
+
+    if not (args.directory / "connections.parquet").exists():
+        raise FileNotFoundError(f"{args.directory}/connections.parquet not found")
+    print(f"wrote {write_datasheet(args.directory)}")
+    return 0
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from ..datasets.lab.runner import label_directory
+
+    conns = label_directory(args.directory)
+    print(conns.groupby(["label", "scan_type", "benign_category"], observed=True, dropna=False).size().to_string())
+    print(f"wrote {len(conns):,} rows to {args.directory / 'connections.parquet'}")
     return 0

@@ -29,7 +29,7 @@ from .scenarios import Activity, Scenario, get_scenario
 
 log = logging.getLogger("t1046lab.datasets.lab")
 
-__all__ = ["run_lab", "LabResult", "LabUnavailableError", "DEFAULT_SUBNET", "required_tools", "lab_available"]
+__all__ = ["run_lab", "label_directory", "LabResult", "LabUnavailableError", "DEFAULT_SUBNET", "required_tools", "lab_available"]
 
 #: The lab's default subnet: private, and unlikely to be routed anywhere near a lab machine.
 DEFAULT_SUBNET = "10.146.46.0/24"
@@ -479,3 +479,30 @@ def _read_and_label(capture: Path, gt: pd.DataFrame, scenario: str, registry: Pr
     registry._log(f"read {capture.name}: {report}")
     labelled = label_connections(conns, gt, scenario=scenario)
     return labelled
+
+
+def label_directory(out_dir: str | os.PathLike, scenario: str | None = None) -> pd.DataFrame:
+    """Read a lab directory's ``capture.pcap``, label it from ``ground_truth.csv`` and write
+    ``connections.parquet`` (no root needed: this redoes only the last step of :func:`run_lab`).
+
+    Returns the labelled frame.
+    """
+    from ...io import read
+    from .groundtruth import read_ground_truth
+
+    out = Path(out_dir)
+    gt = read_ground_truth(out / "ground_truth.csv")
+    if scenario is None:
+        scenario = _scenario_from_log(out / "lab.log")
+    conns = read(out / "capture.pcap", format="pcap")
+    labelled = label_connections(conns, gt, scenario=scenario)
+    labelled.to_parquet(out / "connections.parquet", index=False)
+    return labelled
+
+
+def _scenario_from_log(path: Path) -> str:
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines()[:5]:
+            if " scenario " in line:
+                return line.split(" scenario ", 1)[1].split(":", 1)[0].strip()
+    raise ValueError(f"cannot tell the scenario from {path}; pass scenario=")
