@@ -116,6 +116,16 @@ def lab_available(scenario: str = "smoke") -> tuple[bool, str]:
     missing = [t for t in required_tools(get_scenario(scenario)) if _which(t) is None]
     if missing:
         return False, f"missing tools: {', '.join(missing)} (Debian: apt-get install the packages in .ci/run)"
+    # Root in an unprivileged container may still lack CAP_SYS_ADMIN: try an anonymous
+    # network namespace (it vanishes with the process; nothing is left behind).
+    unshare = _which("unshare")
+    if unshare is not None:
+        try:
+            probe = subprocess.run([unshare, "--net", "true"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"cannot create a network namespace here: {exc}"
+        if probe.returncode != 0:
+            return False, f"cannot create a network namespace here: {probe.stderr.strip()[:200]}"
     return True, ""
 
 

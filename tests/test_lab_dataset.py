@@ -1,0 +1,63 @@
+"""The bundled lab dataset in data/lab-smoke: its files agree with each other and its datasheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from t1046lab import schema
+from t1046lab.datasets.lab.datasheet import count_pcap_packets, datasheet_markdown
+from t1046lab.datasets.lab.groundtruth import GROUND_TRUTH_COLUMNS, read_ground_truth
+from t1046lab.datasets.lab.scenarios import SMOKE
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "lab-smoke"
+
+
+@pytest.fixture(scope="module")
+def lab_smoke():
+    conns = pd.read_parquet(DATA / "connections.parquet")
+    gt = read_ground_truth(DATA / "ground_truth.csv")
+    return conns, gt
+
+
+def test_datasheet_matches_the_files(lab_smoke):
+    assert (DATA / "README.md").read_text(encoding="utf-8") == datasheet_markdown(DATA)
+
+
+def test_connections_are_canonical_and_labelled(lab_smoke):
+    conns, gt = lab_smoke
+    schema.validate(conns)
+    assert list(gt.columns) == GROUND_TRUTH_COLUMNS
+    assert list(gt["activity_id"]) == [a.id for a in SMOKE.activities]
+    assert set(conns["label"].astype(str)) == {"scan", "benign"}
+    assert (conns["scenario"] == "smoke").all()
+    scan = conns[conns["label"] == "scan"]
+    assert scan["scan_type"].notna().all() and scan["benign_category"].isna().all()
+    benign = conns[conns["label"] == "benign"]
+    assert benign["benign_category"].notna().all() and benign["scan_type"].isna().all()
+    # every activity shows up, with its own label
+    expected = gt.set_index("activity_id")
+    for activity_id, rows in conns.dropna(subset=["lab_activity_id"]).groupby("lab_activity_id"):
+        truth = expected.loc[activity_id]
+        assert (rows["label"] == truth["label"]).all()
+        assert (rows["event_start"] >= truth["start_utc"] - pd.Timedelta(seconds=1)).all()
+        assert (rows["event_start"] <= truth["end_utc"] + pd.Timedelta(seconds=1)).all()
+    assert set(conns["lab_activity_id"].dropna()) == set(gt["activity_id"])
+
+
+def test_vertical_scan_and_sweep_in_the_bundled_data(lab_smoke):
+    conns, gt = lab_smoke
+    syn = gt.set_index("activity_id").loc["scan-syn"]
+    rows = conns[(conns["source_ip"] == syn["source_addresses"]) & (conns["destination_ip"] == syn["targets"])]
+    assert rows["destination_port"].nunique() == 104
+    sweep = gt.set_index("activity_id").loc["scan-ping-sweep"]
+    echo = conns[(conns["source_ip"] == sweep["source_addresses"]) & (conns["network_transport"] == "icmp")]
+    assert set(echo["destination_ip"]) == set(sweep["targets"].split())
+
+
+def test_capture_is_small_and_whole(lab_smoke):
+    size = sum(p.stat().st_size for p in DATA.iterdir())
+    assert size < 5_000_000
+    assert count_pcap_packets(DATA / "capture.pcap") > 1000
