@@ -406,7 +406,8 @@ class LabNetwork:
             if spec.silent != "drop-ip":
                 for addr in spec.addresses:
                     _run(["ip", "-n", ns, "addr", "add", f"{addr}/{self.net.prefixlen}", "dev", "eth0"])
-            _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            # No multicast: keeps IGMP membership reports (from 0.0.0.0 on the silent host) off the wire.
+            _run(["ip", "-n", ns, "link", "set", "eth0", "multicast", "off", "up"])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
             if spec.forwarding:
                 self.sysctl(spec.name, "net.ipv4.ip_forward", "1")
