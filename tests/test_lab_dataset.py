@@ -1,4 +1,4 @@
-"""The bundled lab dataset in data/lab-smoke: its files agree with each other and its datasheet."""
+"""The bundled lab datasets in data/lab-smoke and data/lab-full: its files agree with each other and its datasheet."""
 
 from __future__ import annotations
 
@@ -10,29 +10,32 @@ import pytest
 from t1046lab import schema
 from t1046lab.datasets.lab.datasheet import count_pcap_packets, datasheet_markdown
 from t1046lab.datasets.lab.groundtruth import GROUND_TRUTH_COLUMNS, read_ground_truth
-from t1046lab.datasets.lab.scenarios import SMOKE
+from t1046lab.datasets.lab.scenarios import get_scenario
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "lab-smoke"
-
-
-@pytest.fixture(scope="module")
-def lab_smoke():
-    conns = pd.read_parquet(DATA / "connections.parquet")
-    gt = read_ground_truth(DATA / "ground_truth.csv")
-    return conns, gt
+data_dir_ROOT = Path(__file__).resolve().parents[1] / "data"
 
 
-def test_datasheet_matches_the_files(lab_smoke):
-    assert (DATA / "README.md").read_text(encoding="utf-8") == datasheet_markdown(DATA)
+@pytest.fixture(scope="module", params=["lab-smoke", "lab-full"])
+def lab_data(request):
+    directory = data_dir_ROOT / request.param
+    conns = pd.read_parquet(directory / "connections.parquet")
+    gt = read_ground_truth(directory / "ground_truth.csv")
+    return conns, gt, directory
 
 
-def test_connections_are_canonical_and_labelled(lab_smoke):
-    conns, gt = lab_smoke
+def test_datasheet_matches_the_files(lab_data):
+    _, _, data_dir = lab_data
+    assert (data_dir / "README.md").read_text(encoding="utf-8") == datasheet_markdown(data_dir)
+
+
+def test_connections_are_canonical_and_labelled(lab_data):
+    conns, gt, data_dir = lab_data
     schema.validate(conns)
     assert list(gt.columns) == GROUND_TRUTH_COLUMNS
-    assert list(gt["activity_id"]) == [a.id for a in SMOKE.activities]
+    scenario = data_dir.name.removeprefix("lab-")
+    assert list(gt["activity_id"]) == [a.id for a in get_scenario(scenario).activities]
     assert set(conns["label"].astype(str)) == {"scan", "benign"}
-    assert (conns["scenario"] == "smoke").all()
+    assert (conns["scenario"] == scenario).all()
     scan = conns[conns["label"] == "scan"]
     assert scan["scan_type"].notna().all() and scan["benign_category"].isna().all()
     benign = conns[conns["label"] == "benign"]
@@ -47,8 +50,8 @@ def test_connections_are_canonical_and_labelled(lab_smoke):
     assert set(conns["lab_activity_id"].dropna()) == set(gt["activity_id"])
 
 
-def test_vertical_scan_and_sweep_in_the_bundled_data(lab_smoke):
-    conns, gt = lab_smoke
+def test_vertical_scan_and_sweep_in_the_bundled_data(lab_data):
+    conns, gt, data_dir = lab_data
     syn = gt.set_index("activity_id").loc["scan-syn"]
     rows = conns[(conns["source_ip"] == syn["source_addresses"]) & (conns["destination_ip"] == syn["targets"])]
     assert rows["destination_port"].nunique() == 104
@@ -57,7 +60,8 @@ def test_vertical_scan_and_sweep_in_the_bundled_data(lab_smoke):
     assert set(echo["destination_ip"]) == set(sweep["targets"].split())
 
 
-def test_capture_is_small_and_whole(lab_smoke):
-    size = sum(p.stat().st_size for p in DATA.iterdir())
+def test_capture_is_small_and_whole(lab_data):
+    _, _, data_dir = lab_data
+    size = sum(p.stat().st_size for p in data_dir.iterdir())
     assert size < 5_000_000
-    assert count_pcap_packets(DATA / "capture.pcap") > 1000
+    assert count_pcap_packets(data_dir / "capture.pcap") > 1000

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from t1046lab import schema
+
 from t1046lab.datasets.lab import netns, runner
 from t1046lab.datasets.lab.groundtruth import label_connections
 from t1046lab.datasets.lab.netns import LabNetwork, LabSafetyError, check_command_addresses, check_subnet, check_targets, preflight
@@ -157,4 +159,6 @@ def test_labels_join_on_actor_address_and_time_window():
     assert out["label"].tolist()[:6] == ["scan", "scan", "benign", "scan", "scan", "scan"]
     assert out["scan_type"].iloc[3] == "decoy"
     assert (out["scenario"] == "unit").all()
+    for col in ("label", "scan_type", "benign_category", "scenario"):
+        assert out[col].dtype == schema.LABEL_COLUMNS[col], col
     assert np.array_equal(out.columns[: len(conns.columns)], conns.columns)

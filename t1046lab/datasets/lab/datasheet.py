@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .groundtruth import read_ground_truth
+from .groundtruth import PAD_AFTER_S, PAD_BEFORE_S, read_ground_truth
 from .scenarios import BENIGN_CATEGORIES, SCAN_TYPES, get_scenario
 
 __all__ = ["datasheet_markdown", "write_datasheet", "count_pcap_packets"]
@@ -110,7 +110,7 @@ Load it with `pd.read_parquet("data/{name}/connections.parquet")` (or `t1046lab.
 ## Labels
 
 A connection belongs to an activity when it touches the activity's actor address (source or
-destination) between the activity's start and end (0.25 s before, 1 s after). Every actor has
+destination) between the activity's start and end ({PAD_BEFORE_S:g} s before, {PAD_AFTER_S:g} s after). Every actor has
 its own address and runs one tool at a time. Decoy scans also claim rows touching their decoy
 addresses. Scans are matched first. Rows nothing explains are `benign` / `unattributed`.
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...schema import LABEL_COLUMNS
+
 __all__ = ["GROUND_TRUTH_COLUMNS", "ground_truth_frame", "label_connections", "label_counts"]
 
 GROUND_TRUTH_COLUMNS = [
@@ -117,10 +119,11 @@ def label_connections(conns: pd.DataFrame, ground_truth: pd.DataFrame, *, scenar
     scan_type = act.map(by_id["scan_type"]).astype("string")
     benign = act.map(by_id["benign_category"]).astype("string")
     benign = benign.mask(act.isna(), "unattributed")
-    out["label"] = label.astype(pd.CategoricalDtype(["scan", "benign"]))
-    out["scan_type"] = scan_type.astype("category")
-    out["benign_category"] = benign.astype("category")
-    out["scenario"] = pd.Series(scenario, index=out.index, dtype="category")
+    # dtypes as schema.LABEL_COLUMNS fixes them
+    out["label"] = label.astype(LABEL_COLUMNS["label"])
+    out["scan_type"] = scan_type.astype(LABEL_COLUMNS["scan_type"])
+    out["benign_category"] = benign.astype(LABEL_COLUMNS["benign_category"])
+    out["scenario"] = pd.Series(scenario, index=out.index, dtype=LABEL_COLUMNS["scenario"])
     out["lab_activity_id"] = act
     return out
 
