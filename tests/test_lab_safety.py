@@ -162,3 +162,26 @@ def test_labels_join_on_actor_address_and_time_window():
     for col in ("label", "scan_type", "benign_category", "scenario"):
         assert out[col].dtype == schema.LABEL_COLUMNS[col], col
     assert np.array_equal(out.columns[: len(conns.columns)], conns.columns)
+
+
+def test_a_signal_during_teardown_waits_for_the_teardown(monkeypatch):
+    import signal
+
+    lab = LabNetwork(NET, prefix="t1046-abcdef-")
+    deleted = []
+    lab._created = ["t1046-abcdef-sw", "t1046-abcdef-web1"]
+    monkeypatch.setattr(lab, "_kill_inside", lambda ns: None)
+
+    def fake_run(argv, **kw):
+        deleted.append(argv[-1])
+        return netns.subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(netns, "_run", fake_run)
+    netns._PREVIOUS[signal.SIGTERM] = signal.SIG_DFL
+    monkeypatch.setattr(lab.registry, "stop_all", lambda: netns._on_signal(signal.SIGTERM, None))
+    with pytest.raises(SystemExit) as info:
+        lab.teardown()
+    assert info.value.code == 128 + signal.SIGTERM
+    assert deleted == ["t1046-abcdef-web1", "t1046-abcdef-sw"]  # both deleted before the exit
+    assert netns._TEARING_DOWN == 0 and not netns._PENDING
+    netns._PREVIOUS.pop(signal.SIGTERM, None)

@@ -460,25 +460,35 @@ class LabNetwork:
 
         Returns the names that could not be deleted (empty when all is clean).
         """
+        global _TEARING_DOWN
         if self._torn_down:
             return []
         self._torn_down = True
+        # A SIGINT/SIGTERM arriving now is held until the namespaces are gone (see _on_signal).
+        _TEARING_DOWN += 1
+        failed: list[str] = []
         try:
-            self.registry.stop_all()
+            try:
+                self.registry.stop_all()
+            finally:
+                for name in reversed(self._created):
+                    # A namespace stays alive while a process holds it: anything still inside one
+                    # of OUR namespaces descends from what we started; stop it by PID.
+                    self._kill_inside(name)
+                    proc = _run(["ip", "netns", "del", name], check=False)
+                    if proc.returncode != 0 and name in list_namespaces():
+                        failed.append(name)
+                _uninstall_cleanup(self)
         finally:
-            failed = []
-            for name in reversed(self._created):
-                # A namespace stays alive while a process holds it: anything still inside one of
-                # OUR namespaces descends from what we started; stop it by PID.
-                self._kill_inside(name)
-                proc = _run(["ip", "netns", "del", name], check=False)
-                if proc.returncode != 0 and name in list_namespaces():
-                    failed.append(name)
-            _uninstall_cleanup(self)
+            _TEARING_DOWN -= 1
         if failed:
             log.error("could not delete lab namespaces: %s", ", ".join(failed))
         else:
             log.info("lab network %s torn down", self.prefix)
+        if _TEARING_DOWN == 0 and _PENDING:
+            signum, previous = _PENDING.pop(0)
+            _PENDING.clear()
+            _dispatch(signum, previous, None)
         return failed
 
     def _kill_inside(self, ns: str) -> None:
@@ -521,15 +531,27 @@ def _teardown_all() -> None:
             log.exception("lab teardown failed")
 
 
-def _on_signal(signum: int, frame: Any) -> None:
-    _teardown_all()
-    previous = _PREVIOUS.get(signum)
+_TEARING_DOWN = 0
+_PENDING: list[tuple[int, Any]] = []
+
+
+def _dispatch(signum: int, previous: Any, frame: Any) -> None:
     if callable(previous):
         previous(signum, frame)
     elif signum == signal.SIGINT:
         raise KeyboardInterrupt
     else:
         raise SystemExit(128 + signum)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    previous = _PREVIOUS.get(signum)
+    if _TEARING_DOWN:
+        # Raising inside a teardown would leave namespaces behind: finish it, then re-raise.
+        _PENDING.append((signum, previous))
+        return
+    _teardown_all()
+    _dispatch(signum, previous, frame)
 
 
 def _install_cleanup(lab: LabNetwork) -> None:
