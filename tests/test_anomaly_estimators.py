@@ -15,6 +15,9 @@ from t1046lab.detectors.port_entropy import PortEntropyDetector
 from t1046lab.detectors.role_baseline import RoleBaselineDetector
 from t1046lab.roles import Inventory, infer_roles, load_inventory
 
+from _builders import features as _features
+from _builders import with_scan as _with_scan
+
 # The z-score detectors alert only beyond ``min_z`` robust standard deviations: on the
 # random blobs of these checks nothing is that far out, so they predict no outlier on
 # their own training data. That is their threshold rule working, not a defect.
@@ -37,47 +40,6 @@ EXPECTED_FAILURES = {
 )
 def test_sklearn_estimator_contract(estimator):
     check_estimator(estimator, expected_failed_checks=EXPECTED_FAILURES.get(type(estimator).__name__, {}))
-
-
-def _features(n_hosts: int = 60, n_windows: int = 48, random_state: int = 0) -> pd.DataFrame:
-    """A realistic features frame: workstations with a few peers and ports, mostly successful."""
-    rng = np.random.default_rng(random_state)
-    hosts = [f"10.1.0.{i}" for i in range(1, n_hosts + 1)]
-    starts = pd.date_range("2026-03-02", periods=n_windows, freq="5min", tz="UTC")
-    index = pd.MultiIndex.from_product([hosts, starts], names=["source_ip", "window_start"])
-    n = len(index)
-    conn = rng.poisson(12, n) + 1
-    peers = np.minimum(conn, rng.poisson(3, n) + 1)
-    ports = np.minimum(conn, rng.poisson(1.5, n) + 1)
-    return pd.DataFrame(
-        {
-            "conn_count": conn.astype(float),
-            "distinct_peers": peers.astype(float),
-            "distinct_ports": ports.astype(float),
-            "distinct_peer_ports": np.maximum(peers, ports).astype(float),
-            "failure_ratio": rng.beta(1, 30, n),
-            "rejected_ratio": rng.beta(1, 60, n),
-            "no_reply_ratio": rng.beta(1, 60, n),
-            "port_entropy": np.log2(ports) * rng.uniform(0.6, 1.0, n),
-            "peer_entropy": np.log2(peers) * rng.uniform(0.6, 1.0, n),
-            "low_port_ratio": rng.uniform(0.3, 1.0, n),
-            "port_sequence_ratio": rng.uniform(0, 0.05, n),
-            "interarrival_cv": rng.uniform(0.5, 2.0, n),
-            "bytes_per_conn": rng.lognormal(8, 1, n),
-        },
-        index=index,
-    )
-
-
-def _with_scan(features: pd.DataFrame, host: str, ports: int = 300) -> pd.DataFrame:
-    scan = features.xs(host, level=0, drop_level=False).iloc[:1].copy()
-    scan.index = pd.MultiIndex.from_tuples([(host, scan.index[0][1] + pd.Timedelta("1D"))], names=features.index.names)
-    scan[["conn_count", "distinct_ports", "distinct_peer_ports"]] = ports
-    scan[["distinct_peers"]] = 1
-    scan["failure_ratio"] = scan["no_reply_ratio"] = 0.98
-    scan["port_entropy"] = np.log2(ports)
-    scan["port_sequence_ratio"] = 0.9
-    return pd.concat([features, scan])
 
 
 def test_iforest_scores_equal_sklearn_on_the_same_transform():

@@ -6,48 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from t1046lab import schema
-from t1046lab.alerts import make_alerts
 from t1046lab.evaluate import evaluate
 
-T0 = pd.Timestamp("2026-03-02T08:00:00Z")
-
-
-def _conns(rows: list[tuple]) -> pd.DataFrame:
-    """rows: (seconds after T0, source, destination, port, label, scan_type, benign_category, scan_id)."""
-    cols = list(zip(*rows))
-    n = len(rows)
-    return schema.conform(
-        {
-            "event_start": [T0 + pd.Timedelta(seconds=s) for s in cols[0]],
-            "source_ip": list(cols[1]),
-            "destination_ip": list(cols[2]),
-            "destination_port": list(cols[3]),
-            "network_transport": ["tcp"] * n,
-            "conn_outcome": ["no_reply"] * n,
-            "label": list(cols[4]),
-            "scan_type": list(cols[5]),
-            "benign_category": list(cols[6]),
-            "scan_id": list(cols[7]),
-        },
-        log_format="simulated",
-    )
-
-
-def _alerts(rows: list[tuple], detector: str = "d") -> pd.DataFrame:
-    """rows: (entity, window start s, window end s, score, alert, first alert s or None)."""
-    cols = list(zip(*rows))
-    return make_alerts(
-        {
-            "entity": list(cols[0]),
-            "window_start": [T0 + pd.Timedelta(seconds=s) for s in cols[1]],
-            "window_end": [T0 + pd.Timedelta(seconds=s) for s in cols[2]],
-            "score": list(cols[3]),
-            "alert": list(cols[4]),
-            "first_alert_time": [None if s is None else T0 + pd.Timedelta(seconds=s) for s in cols[5]],
-        },
-        detector=detector,
-    )
+from _builders import alerts as _alerts
+from _builders import conns as _conns
 
 
 def test_three_window_roc_auc():
