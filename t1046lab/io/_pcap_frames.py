@@ -586,6 +586,10 @@ def _idb_options(b: np.ndarray, start: int, end: int, bo: str) -> tuple[int, int
         elif code == 14 and length == 8:
             offset_s = struct.unpack(bo + "q", value)[0]
         p += 4 + length + (-length % 4)
+    if (resol & 0x80 and (resol & 0x7F) > 62) or (not resol & 0x80 and resol > 18):
+        resol = 6  # an impossible resolution (a corrupt option): fall back to the default
+    if abs(offset_s) > 1 << 33:
+        offset_s = 0
     return resol, offset_s
 
 
