@@ -1,0 +1,1 @@
+"""Detectors: one module per detector family, one alerts frame for all."""
