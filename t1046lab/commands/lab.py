@@ -46,8 +46,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     print(result)
     gt = result.ground_truth
+    print("activities per label:")
     print(gt.groupby(["label"]).size().to_string())
     if result.connections is not None:
+        print("connections per label:")
         print(result.connections.groupby(["label", "scan_type", "benign_category"], observed=True, dropna=False).size().to_string())
     for name, path in result.paths.items():
         print(f"{name}: {path}")

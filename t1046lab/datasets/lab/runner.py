@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -157,6 +158,10 @@ def _resolve(name: str, addrs: dict[str, list[str]], net: ipaddress.IPv4Network)
 def plan(scenario: Scenario, subnet: str, tmp: str) -> tuple[dict[str, list[str]], list[ActivityRun]]:
     """Resolve hosts, targets and commands; refuse anything outside ``subnet``."""
     net = check_subnet(subnet)
+    for host in scenario.hosts:
+        # Host names become namespace names (after the prefix); "sw" is the switch.
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", host.name) or host.name == "sw":
+            raise ValueError(f"host name {host.name!r}: use 1-12 lowercase letters and digits, not 'sw'")
     addrs = _addresses(scenario, net)
     context: dict[str, str] = {name: a[0] for name, a in addrs.items()}
     context.update(tmp=tmp, router_mac=ROUTER_MAC)
@@ -208,7 +213,7 @@ def _prepare_files(tmp: Path, scenario: Scenario, addrs: dict[str, list[str]]) -
         os.chmod(tmp / "authorized_keys", 0o600)
 
 
-def _service_argv(svc: Any, addr: str, tmp: Path) -> list[str]:
+def _service_argv(svc: Any, addr: str, tmp: Path, dns_names: dict[str, str]) -> list[str]:
     if svc.kind == "http":
         return [sys.executable, "-m", "http.server", str(svc.port), "--bind", addr, "--directory", str(tmp / "www")]
     if svc.kind == "sshd":
@@ -224,16 +229,13 @@ def _service_argv(svc: Any, addr: str, tmp: Path) -> list[str]:
     if svc.kind == "udp":
         return ["socat", f"UDP-RECVFROM:{svc.port},bind={addr},fork", "SYSTEM:echo t1046lab"]
     if svc.kind == "dns":
-        names = [f"--host-record={h}.lab,{a[0]}" for h, a in sorted(_ADDRS_FOR_DNS.items())]
+        names = [f"--host-record={h}.lab,{a}" for h, a in sorted(dns_names.items())]
         return [_which("dnsmasq") or "dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
                 f"--listen-address={addr}", f"--port={svc.port}", "--user=root", "--group=root", f"--pid-file={tmp}/dnsmasq.pid",
                 "--log-facility=-", *names]
     if svc.kind == "node_exporter":
         return ["prometheus-node-exporter", f"--web.listen-address={addr}:{svc.port}", "--log.level=warn"]
     raise ValueError(f"unknown service kind {svc.kind!r}")
-
-
-_ADDRS_FOR_DNS: dict[str, list[str]] = {}
 
 
 def _listening(lab: LabNetwork, host: str, proto: str) -> set[int]:
@@ -261,7 +263,7 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
     Parameters
     ----------
     scenario : str or Scenario
-        ``"smoke"`` (about 25 s) or ``"full"`` (about 45 s), or a :class:`Scenario`.
+        ``"smoke"`` (about 30 s) or ``"full"`` (about 45 s), or a :class:`Scenario`.
     out_dir : path
         Directory for ``capture.pcap``, ``ground_truth.csv``, ``connections.parquet``, ``lab.log``.
     random_state : int
@@ -296,8 +298,7 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="t1046lab-lab-"))
     addrs, runs = plan(scen, subnet, str(tmp))  # every target checked before anything is built
-    _ADDRS_FOR_DNS.clear()
-    _ADDRS_FOR_DNS.update({h.name: addrs[h.name] for h in scen.hosts if h.role == "server"})
+    dns_names = {h.name: addrs[h.name][0] for h in scen.hosts if h.role == "server"}
     for r in runs:  # the DNS client's seed
         if r.activity.tool == "python-dns":
             r.argv[2] = r.argv[2].replace("random.Random(0)", f"random.Random({int(random_state)})")
@@ -338,7 +339,7 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
         for i, svc in enumerate(scen.services):
             addr = addrs[svc.host][0]
             with open(tmp / f"service-{i}.out", "w") as svc_out:
-                lab.spawn(f"service {svc.kind} {svc.host}:{svc.port}", svc.host, _service_argv(svc, addr, tmp),
+                lab.spawn(f"service {svc.kind} {svc.host}:{svc.port}", svc.host, _service_argv(svc, addr, tmp, dns_names),
                           stdout=svc_out, stderr=subprocess.STDOUT)
         for svc in scen.services:
             proto = "udp" if svc.kind in ("udp", "dns") else "tcp"

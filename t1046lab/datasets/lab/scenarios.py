@@ -266,11 +266,11 @@ _SCANNER_HOSTS_SMOKE = tuple(Host(f"atk{i}", "scanner", (100 + i,)) for i in ran
 SMOKE = Scenario(
     name="smoke",
     description="CI-sized: nmap SYN/connect/ping-sweep/UDP, an nc -z sweep and a bash /dev/tcp loop, "
-    "with HTTP clients, Prometheus, health checks, DNS, SSH and a sanctioned scanner (about 25 s).",
+    "with HTTP clients, Prometheus, health checks, DNS, SSH and a sanctioned scanner (about 30 s).",
     hosts=_BASE_HOSTS + _SCANNER_HOSTS_SMOKE,
     services=_SERVICES,
-    activities=_benign(22) + (_ssh(1, 2.0), _ssh(2, 14.0), _sanctioned(1, 4.0)) + _SMOKE_SCANS,
-    min_duration=20.0,
+    activities=_benign(26) + (_ssh(1, 2.0), _ssh(2, 14.0), _sanctioned(1, 4.0)) + _SMOKE_SCANS,
+    min_duration=25.0,
     max_duration=60.0,
 )
 
