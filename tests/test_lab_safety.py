@@ -185,3 +185,10 @@ def test_a_signal_during_teardown_waits_for_the_teardown(monkeypatch):
     assert deleted == ["t1046-abcdef-web1", "t1046-abcdef-sw"]  # both deleted before the exit
     assert netns._TEARING_DOWN == 0 and not netns._PENDING
     netns._PREVIOUS.pop(signal.SIGTERM, None)
+
+
+@pytest.mark.parametrize("key,value,ns", [("kernel.panic", "1", "t1046-abcdef-web1"), ("net.ipv4.ip_forward", "1; reboot", "t1046-abcdef-web1"),
+                                          ("net.ipv4.ip_forward", "1", "mynamespace"), ("net/../../x", "1", "t1046-abcdef-web1")])
+def test_only_lab_namespace_net_sysctls_are_written(key, value, ns):
+    with pytest.raises(LabSafetyError):
+        netns._ns_sysctl(ns, key, value)

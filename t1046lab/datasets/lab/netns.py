@@ -167,6 +167,20 @@ def _run(argv: Sequence[str], *, timeout: float = CMD_TIMEOUT_S, check: bool = T
     return proc
 
 
+def _ns_sysctl(ns: str, key: str, value: str) -> None:
+    """Set a ``net.*`` sysctl inside namespace ``ns`` only (``net.*`` keys are per namespace).
+
+    Written through ``/proc/sys`` from a shell inside the namespace, so procps need not be
+    installed; key and value are passed as arguments, never spliced into the shell text.
+    """
+    if not re.fullmatch(r"net\.[a-z0-9_]+(\.[a-z0-9_]+)+", key) or not re.fullmatch(r"-?[0-9]+", value):
+        raise LabSafetyError(f"only per-namespace net.* sysctls with integer values may be set, not {key}={value}")
+    if not ns.startswith(PREFIX_ROOT):
+        raise LabSafetyError(f"refusing to set {key} outside a lab namespace ({ns})")
+    path = "/proc/sys/" + key.replace(".", "/")
+    _run(["ip", "netns", "exec", ns, "sh", "-c", 'echo "$1" > "$2"', "sh", value, path])
+
+
 def list_namespaces() -> list[str]:
     """Names of all named network namespaces (``ip netns list``)."""
     out = _run(["ip", "netns", "list"]).stdout
@@ -430,13 +444,11 @@ class LabNetwork:
         _run(["ip", "netns", "add", name])
         self._created.append(name)
         # Per-namespace sysctls only: no IPv6 chatter (router solicitations, MLD) on the wire.
-        _run(["ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"])
-        _run(["ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"])
+        _ns_sysctl(name, "net.ipv6.conf.all.disable_ipv6", "1")
+        _ns_sysctl(name, "net.ipv6.conf.default.disable_ipv6", "1")
 
     def sysctl(self, host: str, key: str, value: str) -> None:
-        if not key.startswith("net."):
-            raise LabSafetyError(f"only per-namespace net.* sysctls may be set, not {key}")
-        _run(["ip", "netns", "exec", self.ns(host), "sysctl", "-q", "-w", f"{key}={value}"])
+        _ns_sysctl(self.ns(host), key, value)
 
     def mac(self, host: str) -> str:
         out = _run(["ip", "-n", self.ns(host), "-o", "link", "show", "eth0"]).stdout

@@ -88,7 +88,7 @@ class LabResult:
 
 def required_tools(scenario: Scenario) -> list[str]:
     """Executables the scenario needs (besides ip, tcpdump)."""
-    tools = {"ip", "tcpdump", "tc", "sysctl", "ss", "bash"}
+    tools = {"ip", "tcpdump", "ss", "bash", "sh"}
     for svc in scenario.services:
         if _SERVICE_TOOLS.get(svc.kind):
             tools.add(_SERVICE_TOOLS[svc.kind])
