@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from t1046lab.datasets.lab import netns, runner
-from t1046lab.datasets.lab.groundtruth import read_ground_truth
+from t1046lab.datasets.lab.groundtruth import probe_coverage, read_ground_truth
 from t1046lab.datasets.lab.netns import LabSafetyError, leftover_namespaces, list_namespaces, new_prefix
 from t1046lab.datasets.lab.scenarios import SMOKE
 
@@ -65,25 +65,12 @@ def test_every_scan_shows_the_probes_it_was_told_to_make(smoke):
     result, _ = smoke
     conns = result.connections
     gt = result.ground_truth.set_index("activity_id")
-    checked = 0
-    for act in SMOKE.activities:
-        src = gt.loc[act.id, "source_addresses"].split()[0]
-        targets = gt.loc[act.id, "targets"].split()
-        mine = conns[conns["source_ip"] == src]
-        for target in targets:
-            to_target = mine[mine["destination_ip"] == target]
-            if act.expect_icmp:
-                echo = to_target[to_target["network_transport"] == "icmp"]
-                if "icmp_type" in echo.columns:
-                    echo = echo[echo["icmp_type"] == 8]
-                assert len(echo) >= 1, f"{act.id}: no ICMP echo from {src} to {target}"
-                checked += 1
-            if act.expect_ports:
-                seen = set(to_target.loc[to_target["network_transport"] == act.expect_proto, "destination_port"].dropna().astype(int))
-                missing = set(act.expect_ports) - seen
-                assert not missing, f"{act.id}: {src} -> {target} lacks {act.expect_proto} ports {sorted(missing)[:10]}"
-                checked += 1
-    assert checked >= 20
+    cov = probe_coverage(conns, result.ground_truth, SMOKE)
+    assert len(cov) == sum(len(a.targets) for a in SMOKE.activities if a.expect_ports or a.expect_icmp) >= 20
+    ports = cov.dropna(subset=["expected"])
+    assert (ports["seen"] == ports["expected"]).all(), ports[ports["seen"] < ports["expected"]].to_string()
+    sweep = cov[cov["activity_id"] == "scan-ping-sweep"]
+    assert len(sweep) == 8 and (sweep["icmp_echo"] >= 1).all()
     # the vertical SYN scan: exactly its N ports from the scanner to web1, nothing else
     syn = gt.loc["scan-syn"]
     rows = conns[(conns["source_ip"] == syn["source_addresses"]) & (conns["destination_ip"] == syn["targets"])]

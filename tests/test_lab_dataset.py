@@ -9,7 +9,7 @@ import pytest
 
 from t1046lab import schema
 from t1046lab.datasets.lab.datasheet import count_pcap_packets, datasheet_markdown
-from t1046lab.datasets.lab.groundtruth import GROUND_TRUTH_COLUMNS, read_ground_truth
+from t1046lab.datasets.lab.groundtruth import GROUND_TRUTH_COLUMNS, probe_coverage, read_ground_truth
 from t1046lab.datasets.lab.scenarios import get_scenario
 
 data_dir_ROOT = Path(__file__).resolve().parents[1] / "data"
@@ -50,8 +50,24 @@ def test_connections_are_canonical_and_labelled(lab_data):
     assert set(conns["lab_activity_id"].dropna()) == set(gt["activity_id"])
 
 
-def test_vertical_scan_and_sweep_in_the_bundled_data(lab_data):
+def test_every_activity_probed_what_it_was_told_in_the_bundled_data(lab_data):
     conns, gt, data_dir = lab_data
+    scen = get_scenario(data_dir.name.removeprefix("lab-"))
+    cov = probe_coverage(conns, gt, scen)
+    expected_rows = sum(len(a.targets) for a in scen.activities if a.expect_ports or a.expect_icmp)
+    assert len(cov) == expected_rows
+    ports = cov.dropna(subset=["expected"])
+    assert (ports["seen"] == ports["expected"]).all(), ports[ports["seen"] < ports["expected"]].to_string()
+    assert (cov.dropna(subset=["icmp_echo"])["icmp_echo"] >= 1).all()
+    if scen.name == "full":  # decoys: a full copy of the scan from each spoofed address
+        for decoy in gt.set_index("activity_id").loc["scan-decoy", "source_addresses"].split()[1:]:
+            rows = conns[(conns["source_ip"] == decoy) & (conns["lab_activity_id"] == "scan-decoy")]
+            assert rows["destination_port"].nunique() == 30
+        masscan = conns[conns["lab_activity_id"] == "scan-masscan"]
+        assert len(masscan) == masscan[["destination_ip", "destination_port"]].drop_duplicates().shape[0] == 40
+        # each probe once: the router's forwarded copy is not in the capture
+        dead = masscan[masscan["destination_ip"].isin(["10.146.46.20", "10.146.46.21", "10.146.46.22", "10.146.46.23"])]
+        assert len(dead) == 20 and (dead["source_packets"] == 1).all()
     syn = gt.set_index("activity_id").loc["scan-syn"]
     rows = conns[(conns["source_ip"] == syn["source_addresses"]) & (conns["destination_ip"] == syn["targets"])]
     assert rows["destination_port"].nunique() == 104

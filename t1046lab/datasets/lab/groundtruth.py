@@ -25,7 +25,7 @@ import pandas as pd
 
 from ...schema import LABEL_COLUMNS
 
-__all__ = ["GROUND_TRUTH_COLUMNS", "ground_truth_frame", "label_connections", "label_counts"]
+__all__ = ["GROUND_TRUTH_COLUMNS", "ground_truth_frame", "read_ground_truth", "label_connections", "label_counts", "probe_coverage"]
 
 GROUND_TRUTH_COLUMNS = [
     "activity_id", "host", "source_addresses", "tool", "command", "start_utc", "end_utc", "targets",
@@ -135,3 +135,36 @@ def label_counts(conns: pd.DataFrame) -> dict[str, pd.Series]:
         "scan_type": conns["scan_type"].value_counts(dropna=True).sort_index(),
         "benign_category": conns["benign_category"].value_counts(dropna=True).sort_index(),
     }
+
+
+def probe_coverage(conns: pd.DataFrame, ground_truth: pd.DataFrame, scenario: Any) -> pd.DataFrame:
+    """Did every activity's probes reach the wire? One row per (activity, target).
+
+    For each activity of ``scenario`` (a :class:`~.scenarios.Scenario`) that declares
+    ``expect_ports`` or ``expect_icmp``, compares what it was told to probe with the
+    connections from its actor address to each target: ``expected`` and ``seen`` port counts,
+    ``missing`` (sorted list of ports not seen) and, for sweeps, ``icmp_echo`` (echo requests seen).
+    """
+    gt = ground_truth.set_index("activity_id")
+    src_all = conns["source_ip"].astype("string")
+    rows = []
+    for act in scenario.activities:
+        if not (act.expect_ports or act.expect_icmp) or act.id not in gt.index:
+            continue
+        actor = str(gt.loc[act.id, "source_addresses"]).split()[0]
+        mine = conns[(src_all == actor).to_numpy(dtype=bool, na_value=False)]
+        for target in str(gt.loc[act.id, "targets"]).split():
+            to_target = mine[(mine["destination_ip"].astype("string") == target).to_numpy(dtype=bool, na_value=False)]
+            row: dict[str, Any] = {"activity_id": act.id, "actor": actor, "target": target}
+            if act.expect_ports:
+                proto = to_target[(to_target["network_transport"].astype("string") == act.expect_proto).to_numpy(dtype=bool, na_value=False)]
+                seen = set(proto["destination_port"].dropna().astype(int))
+                row.update(expected=len(act.expect_ports), seen=len(seen & set(act.expect_ports)),
+                           missing=sorted(set(act.expect_ports) - seen))
+            if act.expect_icmp:
+                icmp = to_target[(to_target["network_transport"].astype("string") == "icmp").to_numpy(dtype=bool, na_value=False)]
+                if "icmp_type" in icmp.columns:
+                    icmp = icmp[(icmp["icmp_type"] == 8).to_numpy(dtype=bool, na_value=False)]
+                row["icmp_echo"] = len(icmp)
+            rows.append(row)
+    return pd.DataFrame(rows)
