@@ -192,3 +192,22 @@ def test_a_signal_during_teardown_waits_for_the_teardown(monkeypatch):
 def test_only_lab_namespace_net_sysctls_are_written(key, value, ns):
     with pytest.raises(LabSafetyError):
         netns._ns_sysctl(ns, key, value)
+
+
+def test_cli_refuses_without_root_with_a_clear_error(monkeypatch, tmp_path, capsys):
+    from t1046lab.cli import main
+
+    monkeypatch.setattr(runner.os, "geteuid", lambda: 1000)
+    assert main(["lab", "run", "--scenario", "smoke", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "needs root" in err and "sudo" in err
+    assert main(["lab", "run", "--scenario", "nosuch", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown lab scenario 'nosuch'" in capsys.readouterr().err
+
+
+def test_cli_lists_the_scenarios(capsys):
+    from t1046lab.cli import main
+
+    assert main(["lab", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke:" in out and "full:" in out and "scan-masscan" in out

@@ -37,6 +37,14 @@ def count_pcap_packets(path: str | Path) -> int:
             n += 1
 
 
+def _versions_from_log(path: Path) -> str:
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            if " tool versions: " in line:
+                return line.split(" tool versions: ", 1)[1].strip()
+    return "not recorded"
+
+
 def _table(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
@@ -60,6 +68,7 @@ def datasheet_markdown(directory: str | Path, *, name: str | None = None) -> str
     scenario = str(conns["scenario"].iloc[0]) if len(conns) else name
     scen = get_scenario(scenario)
     packets = count_pcap_packets(d / "capture.pcap")
+    versions = _versions_from_log(d / "lab.log")
     t0 = gt["start_utc"].min()
     span = (gt["end_utc"].max() - t0).total_seconds()
 
@@ -92,8 +101,7 @@ sudo t1046lab lab run --scenario {scenario} --out data/{name} --random-state 0
 t1046lab lab datasheet data/{name}
 ```
 
-Captured {t0:%Y-%m-%d %H:%M} UTC over {span:.0f} s on Debian 12 (nmap 7.93, masscan 1.3.2, zmap
-2.1.1, OpenSSH 9.2, dnsmasq 2.90, Prometheus 2.42). Lab subnet: the addresses in the files.
+Captured {t0:%Y-%m-%d %H:%M} UTC over {span:.0f} s. Tool versions (from `lab.log`): {versions}.
 Timing, ephemeral ports and sequence numbers are not reproducible between runs; the activities,
 commands and labelling rule are.
 
@@ -103,6 +111,7 @@ commands and labelling rule are.
 |---|---|
 | `capture.pcap` | {packets:,} packets: tcpdump on the bridge (snap length 256 bytes) |
 | `ground_truth.csv` | {len(gt)} activities: id, host, source address(es), tool, exact command, start/end UTC, targets, label, scan type or benign category, pid, exit code |
+| `lab.log` | what ran: hosts and addresses, every process with its PID, command and exit code |
 | `connections.parquet` | {len(conns):,} connections: `t1046lab.read(capture.pcap, format="pcap")` plus `label`, `scan_type`, `benign_category`, `scenario`, `lab_activity_id` |
 
 Load it with `pd.read_parquet("data/{name}/connections.parquet")` (or `t1046lab.load_dataset("{name}")`).

@@ -321,6 +321,8 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
             registry._log(f"host {h.name} ({h.role}) ns={lab.ns(h.name)} addresses={' '.join(addrs[h.name])}"
                           + (f" silent={h.silent}" if h.silent else ""))
 
+        registry._log("tool versions: " + _tool_versions(lab, required_tools(scen)))
+
         # Capture first. A one-armed router puts every masscan/zmap probe on the wire twice
         # (sender -> router, router -> target): the filter keeps the first copy only.
         router = [h for h in scen.hosts if h.forwarding]
@@ -406,6 +408,27 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
     if conns is not None:
         paths["connections"] = out / "connections.parquet"
     return LabResult(scen.name, out, capture, gt, conns, out / "lab.log", lab.prefix, str(lab.net), duration, packets, paths)
+
+
+_VERSION_FLAGS = {"nmap": "--version", "masscan": "--version", "zmap": "--version", "hping3": "--version",
+                  "tcpdump": "--version", "ssh": "-V", "dnsmasq": "--version", "prometheus": "--version",
+                  "prometheus-node-exporter": "--version", "socat": "-V", "curl": "--version", "nc": "-h"}
+
+
+def _tool_versions(lab: LabNetwork, tools: list[str]) -> str:
+    """``tool version; ...`` for the datasheet; run inside the switch namespace (no scanner
+    ever runs in the root namespace, not even to print its version)."""
+    out = []
+    for tool in tools:
+        flag = _VERSION_FLAGS.get(tool)
+        if flag is None:
+            continue
+        text = lab.run("sw", [tool, flag], timeout=10)
+        lines = (text.stdout + "\n" + text.stderr).splitlines()
+        line = next((ln for ln in lines if re.search(r"\d+\.\d+", ln)), "")
+        match = re.search(r"(\d+\.\d+(?:\.\d+)?[\w.+~-]*)", line)
+        out.append(f"{tool} {match.group(1) if match else '?'}")
+    return "; ".join(out)
 
 
 def _wait_for(cond: Any, timeout: float, message: str) -> None:
