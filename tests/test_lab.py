@@ -5,7 +5,6 @@ CI runs as root with the tools `.ci/run` installs; elsewhere these tests skip wi
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -13,12 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from t1046lab.datasets.lab import netns, runner
+from t1046lab.datasets.lab import runner
 from t1046lab.datasets.lab.groundtruth import probe_coverage, read_ground_truth
-from t1046lab.datasets.lab.netns import LabSafetyError, leftover_namespaces, list_namespaces, new_prefix
+from t1046lab.datasets.lab.netns import (
+    LabSafetyError,
+    leftover_namespaces,
+    list_namespaces,
+    new_prefix,
+)
 from t1046lab.datasets.lab.scenarios import SMOKE
 
 _OK, _WHY = runner.lab_available("smoke")
@@ -129,7 +132,7 @@ def test_preflight_refuses_existing_names_and_keeps_them(tmp_path):
         assert theirs in list_namespaces()  # not ours to delete
         assert leftover_namespaces(prefix) == [theirs]
     finally:
-        subprocess.run(["ip", "netns", "del", theirs], timeout=10)
+        subprocess.run(["ip", "netns", "del", theirs], timeout=10, check=False)
     assert leftover_namespaces(prefix) == []
 
 
@@ -143,7 +146,7 @@ def test_preflight_refuses_a_subnet_already_in_use(tmp_path):
             runner.run_lab("smoke", tmp_path, prefix=prefix, subnet="10.146.46.0/24", read_connections=False)
         assert leftover_namespaces(prefix) == []
     finally:
-        subprocess.run(["ip", "netns", "del", other], timeout=10)
+        subprocess.run(["ip", "netns", "del", other], timeout=10, check=False)
 
 
 @pytest.mark.slow

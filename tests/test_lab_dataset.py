@@ -9,7 +9,11 @@ import pytest
 
 from t1046lab import schema
 from t1046lab.datasets.lab.datasheet import count_pcap_packets, datasheet_markdown
-from t1046lab.datasets.lab.groundtruth import GROUND_TRUTH_COLUMNS, probe_coverage, read_ground_truth
+from t1046lab.datasets.lab.groundtruth import (
+    GROUND_TRUTH_COLUMNS,
+    probe_coverage,
+    read_ground_truth,
+)
 from t1046lab.datasets.lab.scenarios import get_scenario
 
 data_dir_ROOT = Path(__file__).resolve().parents[1] / "data"

@@ -10,11 +10,17 @@ import pandas as pd
 import pytest
 
 from t1046lab import schema
-
 from t1046lab.datasets.lab import netns, runner
 from t1046lab.datasets.lab.groundtruth import label_connections
-from t1046lab.datasets.lab.netns import LabNetwork, LabSafetyError, check_command_addresses, check_subnet, check_targets, preflight
-from t1046lab.datasets.lab.scenarios import FULL, SMOKE, SCENARIOS, Activity
+from t1046lab.datasets.lab.netns import (
+    LabNetwork,
+    LabSafetyError,
+    check_command_addresses,
+    check_subnet,
+    check_targets,
+    preflight,
+)
+from t1046lab.datasets.lab.scenarios import FULL, SCENARIOS, SMOKE, Activity
 
 NET = "10.146.46.0/24"
 
@@ -66,14 +72,14 @@ def test_commands_only_run_in_lab_namespaces():
 
 def test_preflight_refuses_existing_namespace_names(monkeypatch):
     monkeypatch.setattr(netns, "list_namespaces", lambda: ["other", "t1046-abcdef-web1"])
-    monkeypatch.setattr(netns, "_visible_networks", lambda: [])
+    monkeypatch.setattr(netns, "_visible_networks", list)
     with pytest.raises(LabSafetyError, match="t1046-abcdef-web1 already exist"):
         preflight(["t1046-abcdef-sw", "t1046-abcdef-web1"], NET)
     preflight(["t1046-abcdef-sw", "t1046-abcdef-web2"], NET)  # no clash: passes
 
 
 def test_preflight_refuses_a_subnet_in_use(monkeypatch):
-    monkeypatch.setattr(netns, "list_namespaces", lambda: [])
+    monkeypatch.setattr(netns, "list_namespaces", list)
     monkeypatch.setattr(netns, "_visible_networks",
                         lambda: [("namespace other", ipaddress.IPv4Interface("10.146.46.77/16"))])
     with pytest.raises(LabSafetyError, match="overlaps 10.146.46.77/16"):
@@ -141,7 +147,7 @@ def _gt() -> pd.DataFrame:
 
 def test_labels_join_on_actor_address_and_time_window():
     t0 = pd.Timestamp("2026-01-01 12:00:00", tz="UTC")
-    sec = lambda s: t0 + pd.Timedelta(seconds=s)  # noqa: E731
+    sec = lambda s: t0 + pd.Timedelta(seconds=s)
     conns = pd.DataFrame({
         "event_start": pd.Series([sec(0.5), sec(1.0), sec(1.5), sec(10.2), sec(10.2), sec(10.3), sec(5), sec(6), sec(20), sec(50)], dtype="datetime64[ns, UTC]"),
         "source_ip": pd.array(["10.0.0.101", "10.0.0.10", "10.0.0.50", "10.0.0.30", "10.0.0.112", "10.0.0.11", "10.0.0.101", "10.0.0.51", "10.0.0.51", "10.0.0.50"], dtype="string"),

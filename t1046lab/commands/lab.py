@@ -36,7 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..datasets.lab import DEFAULT_SUBNET, LabSafetyError, LabUnavailableError, get_scenario, run_lab
+    from ..datasets.lab import (
+        DEFAULT_SUBNET,
+        LabSafetyError,
+        LabUnavailableError,
+        get_scenario,
+        run_lab,
+    )
 
     get_scenario(args.scenario)  # ValueError (exit 2) before anything else
     try:

@@ -10,11 +10,30 @@ from __future__ import annotations
 
 from .groundtruth import label_connections, label_counts, read_ground_truth
 from .netns import LabSafetyError, check_targets, leftover_namespaces, preflight
-from .runner import DEFAULT_SUBNET, LabResult, LabUnavailableError, lab_available, run_lab
+from .runner import (
+    DEFAULT_SUBNET,
+    LabResult,
+    LabUnavailableError,
+    lab_available,
+    run_lab,
+)
 from .scenarios import BENIGN_CATEGORIES, SCAN_TYPES, SCENARIOS, get_scenario
 
 __all__ = [
-    "run_lab", "LabResult", "LabUnavailableError", "LabSafetyError", "lab_available", "check_targets",
-    "preflight", "leftover_namespaces", "label_connections", "label_counts", "read_ground_truth",
-    "SCENARIOS", "get_scenario", "SCAN_TYPES", "BENIGN_CATEGORIES", "DEFAULT_SUBNET",
+    "BENIGN_CATEGORIES",
+    "DEFAULT_SUBNET",
+    "SCAN_TYPES",
+    "SCENARIOS",
+    "LabResult",
+    "LabSafetyError",
+    "LabUnavailableError",
+    "check_targets",
+    "get_scenario",
+    "lab_available",
+    "label_connections",
+    "label_counts",
+    "leftover_namespaces",
+    "preflight",
+    "read_ground_truth",
+    "run_lab",
 ]

@@ -14,7 +14,7 @@ import pandas as pd
 from .groundtruth import PAD_AFTER_S, PAD_BEFORE_S, read_ground_truth
 from .scenarios import BENIGN_CATEGORIES, SCAN_TYPES, get_scenario
 
-__all__ = ["datasheet_markdown", "write_datasheet", "count_pcap_packets"]
+__all__ = ["count_pcap_packets", "datasheet_markdown", "write_datasheet"]
 
 
 def count_pcap_packets(path: str | Path) -> int:

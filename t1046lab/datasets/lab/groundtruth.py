@@ -25,7 +25,7 @@ import pandas as pd
 
 from ...schema import LABEL_COLUMNS
 
-__all__ = ["GROUND_TRUTH_COLUMNS", "ground_truth_frame", "read_ground_truth", "label_connections", "label_counts", "probe_coverage"]
+__all__ = ["GROUND_TRUTH_COLUMNS", "ground_truth_frame", "label_connections", "label_counts", "probe_coverage", "read_ground_truth"]
 
 GROUND_TRUTH_COLUMNS = [
     "activity_id", "host", "source_addresses", "tool", "command", "start_utc", "end_utc", "targets",

@@ -35,20 +35,20 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 log = logging.getLogger("t1046lab.datasets.lab")
 
 __all__ = [
-    "LabSafetyError",
     "LabNetwork",
+    "LabSafetyError",
     "ProcessRegistry",
-    "check_targets",
     "check_subnet",
-    "preflight",
-    "new_prefix",
-    "list_namespaces",
+    "check_targets",
     "leftover_namespaces",
+    "list_namespaces",
+    "new_prefix",
+    "preflight",
 ]
 
 #: Every lab namespace name starts with this, then a random part, then ``-``.
@@ -161,7 +161,7 @@ def new_prefix(random_state: int | None = None) -> str:
 def _run(argv: Sequence[str], *, timeout: float = CMD_TIMEOUT_S, check: bool = True) -> subprocess.CompletedProcess:
     """Run one short helper command with a timeout; raise with its stderr when it fails."""
     log.debug("run %s", " ".join(argv))
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
     return proc
@@ -519,10 +519,10 @@ class LabNetwork:
             if not pids:
                 break
 
-    def __enter__(self) -> LabNetwork:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.teardown()
 
 
@@ -536,10 +536,10 @@ _ATEXIT = False
 
 
 def _teardown_all() -> None:
-    for lab in list(_ACTIVE):
+    for lab in _ACTIVE:
         try:
             lab.teardown()
-        except Exception:  # noqa: BLE001 - cleanup must try every lab
+        except Exception:
             log.exception("lab teardown failed")
 
 

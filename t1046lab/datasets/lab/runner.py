@@ -18,19 +18,28 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .groundtruth import ground_truth_frame, label_connections
-from .netns import HostSpec, LabNetwork, LabSafetyError, ProcessRegistry, Started, check_subnet, check_targets, new_prefix
+from .netns import (
+    HostSpec,
+    LabNetwork,
+    LabSafetyError,
+    ProcessRegistry,
+    Started,
+    check_subnet,
+    check_targets,
+    new_prefix,
+)
 from .scenarios import Activity, Scenario, get_scenario
 
 log = logging.getLogger("t1046lab.datasets.lab")
 
-__all__ = ["run_lab", "label_directory", "LabResult", "LabUnavailableError", "DEFAULT_SUBNET", "required_tools", "lab_available"]
+__all__ = ["DEFAULT_SUBNET", "LabResult", "LabUnavailableError", "lab_available", "label_directory", "required_tools", "run_lab"]
 
 #: The lab's default subnet: private, and unlikely to be routed anywhere near a lab machine.
 DEFAULT_SUBNET = "10.146.46.0/24"
@@ -122,7 +131,7 @@ def lab_available(scenario: str = "smoke") -> tuple[bool, str]:
     unshare = _which("unshare")
     if unshare is not None:
         try:
-            probe = subprocess.run([unshare, "--net", "true"], capture_output=True, text=True, timeout=10)
+            probe = subprocess.run([unshare, "--net", "true"], capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, f"cannot create a network namespace here: {exc}"
         if probe.returncode != 0:
@@ -303,7 +312,7 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
         if r.activity.tool == "python-dns":
             r.argv[2] = r.argv[2].replace("random.Random(0)", f"random.Random({int(random_state)})")
 
-    logf = open(out / "lab.log", "w", encoding="utf-8")
+    logf = open(out / "lab.log", "w", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
     registry = ProcessRegistry(logf)
     lab = LabNetwork(subnet, prefix=prefix or new_prefix(), registry=registry)
     registry._log(f"scenario {scen.name}: {scen.description}")
@@ -329,9 +338,9 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
         bpf = []
         if router:
             bpf = ["not", "(", "ether", "src", ROUTER_MAC, "and", "not", "src", "host", addrs[router[0].name][0], ")"]
-        tcpdump_err = open(tmp / "tcpdump.err", "w+")
-        tcp = lab.spawn("tcpdump", "sw", ["tcpdump", "-i", "br0", "-n", "-U", "-s", "256", "-w", str(capture), *bpf],
-                        stderr=tcpdump_err)
+        with open(tmp / "tcpdump.err", "w") as tcpdump_err:  # the child keeps its own descriptor
+            lab.spawn("tcpdump", "sw", ["tcpdump", "-i", "br0", "-n", "-U", "-s", "256", "-w", str(capture), *bpf],
+                      stderr=tcpdump_err)
         _wait_for(lambda: "listening on" in (tmp / "tcpdump.err").read_text(), 5.0, "tcpdump did not start")
 
         if any(s.kind == "sshd" for s in scen.services) and not Path("/run/sshd").exists():
@@ -345,7 +354,7 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
                           stdout=svc_out, stderr=subprocess.STDOUT)
         for svc in scen.services:
             proto = "udp" if svc.kind in ("udp", "dns") else "tcp"
-            _wait_for(lambda: svc.port in _listening(lab, svc.host, proto), 10.0,
+            _wait_for(lambda svc=svc, proto=proto: svc.port in _listening(lab, svc.host, proto), 10.0,
                       f"service {svc.kind} on {svc.host}:{svc.port} did not start listening")
         registry._log("all services listening")
 
@@ -375,7 +384,7 @@ def run_lab(scenario: str | Scenario = "smoke", out_dir: str | os.PathLike = "la
                     pass
             for r in runs:
                 if r.entry is not None and r.end is None:
-                    r.end = datetime.now(timezone.utc)
+                    r.end = datetime.now(UTC)
                     r.exit_code = r.entry.returncode
                     r.status = "stopped"
             for r in runs:
@@ -442,8 +451,8 @@ def _wait_for(cond: Any, timeout: float, message: str) -> None:
 
 def _start(lab: LabNetwork, run: ActivityRun, tmp: Path) -> None:
     act = run.activity
-    outf = open(tmp / f"{act.id}.out", "w")
-    run.start = datetime.now(timezone.utc)
+    outf = open(tmp / f"{act.id}.out", "w")  # noqa: SIM115 - the child keeps its own copy
+    run.start = datetime.now(UTC)
     run.entry = lab.spawn(f"activity {act.id}", act.actor, run.argv, stdout=outf, stderr=subprocess.STDOUT)
     outf.close()
     run.pid = run.entry.popen.pid
@@ -456,7 +465,7 @@ def _finish(lab: LabNetwork, run: ActivityRun, status: str) -> None:
         rc = lab.registry.wait(run.entry, 0)
     else:
         rc = lab.registry.stop(run.entry)
-    run.end = datetime.now(timezone.utc)
+    run.end = datetime.now(UTC)
     run.exit_code = rc
     run.status = status
 

@@ -37,9 +37,9 @@ Rows of the connections frame that no activity explains get ``label="benign"`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-__all__ = ["Host", "Service", "Activity", "Scenario", "SCENARIOS", "get_scenario", "SCAN_TYPES", "BENIGN_CATEGORIES"]
+__all__ = ["BENIGN_CATEGORIES", "SCAN_TYPES", "SCENARIOS", "Activity", "Host", "Scenario", "Service", "get_scenario"]
 
 SCAN_TYPES = {
     "vertical": "many ports of one host",
@@ -184,8 +184,8 @@ def _benign(duration_loops: int) -> tuple[Activity, ...]:
         ),
         Activity(
             "benign-health", "health", "nc+curl", "benign", "health_check", 0.5,
-            ("bash", "-c", f"for i in $(seq {max(n // 3, 1)}); do {_CURL} http://{{web1}}/; {_CURL} http://{{web2}}/; "
-             "nc -z -n -w 1 {db1} 5432; nc -z -n -w 1 {dns1} 53; sleep 3; done"),
+            ("bash", "-c", (f"for i in $(seq {max(n // 3, 1)}); do {_CURL} http://{{web1}}/; {_CURL} http://{{web2}}/; "
+                            "nc -z -n -w 1 {db1} 5432; nc -z -n -w 1 {dns1} 53; sleep 3; done")),
             SERVERS, timeout=n * 3, background=True,
         ),
         Activity(
