@@ -236,6 +236,7 @@ def conn_outcomes(transport: np.ndarray, conn_state: pd.Series, history: pd.Seri
 
 
 def _sniff_tsv(head: bytes, name: str) -> bool:
+    separator = b"\t"
     seen_directive = False
     for line in head.split(b"\n")[:64]:
         line = line.rstrip(b"\r")
@@ -244,9 +245,11 @@ def _sniff_tsv(head: bytes, name: str) -> bool:
         if not line.startswith(b"#"):
             return False  # data before a #fields line: not a Zeek TSV header
         if line.startswith(b"#separator"):
+            value = _unescape(line[len(b"#separator") :].strip(b" ").decode("latin-1"))
+            separator = value.encode("latin-1") if value else separator
             seen_directive = True
         elif line.startswith(b"#path"):
-            if not line[5:].strip().startswith(b"conn"):
+            if not line[len(b"#path") + len(separator) :].startswith(b"conn"):
                 return False
             seen_directive = True
         elif line.startswith(b"#fields"):
@@ -310,8 +313,8 @@ class _Block:
                 mask = (self.arr == 32) | (self.arr == 9) | (self.arr == 13)
             else:
                 mask = self.arr == int(kind.split(":", 1)[1])
-            cs = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
-            self._counts[kind] = cs[self.ends] - cs[self.starts]
+            where = np.flatnonzero(mask)
+            self._counts[kind] = np.searchsorted(where, self.ends) - np.searchsorted(where, self.starts)
         return self._counts[kind]
 
 
@@ -382,13 +385,17 @@ def _utf8_bad(block: _Block, idx: np.ndarray) -> np.ndarray:
 
 
 def _line_bytes(block: _Block, idx: np.ndarray) -> bytes:
-    """The lines ``idx`` (content only) joined with ``\\n``, cut out with one byte mask."""
-    lo, hi = int(block.starts[idx[0]]), int(block.nl[idx[-1]]) + 1  # idx is sorted
-    diff = np.zeros(hi - lo + 1, dtype=np.int32)
-    np.add.at(diff, block.starts[idx] - lo, 1)
-    np.add.at(diff, block.ends[idx] - lo, -1)
-    keep = np.cumsum(diff[:-1]) > 0
-    keep[block.nl[idx] - lo] = True  # the "\n" after each kept line (its "\r", if any, stays out)
+    """The lines ``idx`` (sorted; content only) joined with ``\\n``."""
+    first, last = int(idx[0]), int(idx[-1])
+    lo, hi = int(block.starts[first]), int(block.nl[last]) + 1
+    crlf = block.ends[first : last + 1] != block.nl[first : last + 1]
+    if last - first + 1 == len(idx) and not crlf.any():
+        return block.data[lo:hi]  # the usual case: a run of good lines, cut out as is
+    wanted = np.zeros(last - first + 1, dtype=bool)
+    wanted[idx - first] = True
+    lengths = block.nl[first : last + 1] - block.starts[first : last + 1] + 1
+    keep = np.repeat(wanted, lengths)
+    keep[(block.ends[first : last + 1] - lo)[crlf]] = False  # drop the "\r" of "\r\n"
     return block.arr[lo:hi][keep].tobytes()
 
 
@@ -463,6 +470,17 @@ def _numbers(values: pd.Series) -> np.ndarray:
         return values.to_numpy(dtype="float64", na_value=np.nan)
     if values.dtype.kind == "b":
         return np.full(len(values), np.nan)
+    try:  # Arrow parses a clean text column about ten times faster than to_numeric
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        pa = None
+    if pa is not None:
+        try:
+            parsed = pc.cast(pa.array(values, from_pandas=True), pa.float64())
+            return np.asarray(parsed.to_numpy(zero_copy_only=False), dtype="float64")
+        except (pa.ArrowException, TypeError, ValueError):
+            pass  # a column holding a value that is not a number: find it the slow way
     return pd.to_numeric(values.astype("string"), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
@@ -746,9 +764,8 @@ def _tsv_segment(block: _Block, idx: np.ndarray, header: _Header, report: ReadRe
         if table is None or len(table) != len(idx):
             table = _split_fallback(data, header.separator, n_fields)[wanted]
         table.columns = [header.fields[i] for i in wanted]
-        table = table.astype("object")
-        table = table.mask(table == header.unset_field, None)
-        table = table.mask(table == header.empty_field, "")
+        table = table.astype("str") if table.dtypes.eq(object).any() else table
+        table = table.mask(table == header.unset_field).mask(table == header.empty_field, "")
         return _emit(table, idx, bad, report, log_format)
     finally:
         bad.flush()
@@ -763,14 +780,15 @@ def _iter_records(
     pending_rows = 0
     for block in _iter_blocks(path, report):
         for lo in range(0, block.n, chunksize):
-            frame = parse(block, lo, min(lo + chunksize, block.n))
-            if frame is not None and len(frame):
-                pending.append(frame)
-                pending_rows += len(frame)
-            if pending_rows >= chunksize:
+            frame = parse(block, lo, min(lo + chunksize, block.n))  # at most chunksize rows
+            if frame is None or not len(frame):
+                continue
+            if pending_rows + len(frame) > chunksize:
                 yield _join(pending)
                 yielded = True
                 pending, pending_rows = [], 0
+            pending.append(frame)
+            pending_rows += len(frame)
     if pending or not yielded:
         yield _join(pending) if pending else _empty(log_format)
 
@@ -870,7 +888,7 @@ def _json_segment(block: _Block, idx: np.ndarray, report: ReadReport) -> pd.Data
         for j in np.flatnonzero(padded):  # lines with surrounding blanks: rare
             text = block.line(int(idx[j])).strip()
             braced[j] = text.startswith(b"{") and text.endswith(b"}")
-        bad.add("not a JSON object", idx[~braced])
+        bad.add("not valid JSON (not one object on the line)", idx[~braced])
         idx = idx[braced]
         if len(idx) == 0:
             return None
