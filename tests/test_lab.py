@@ -150,7 +150,8 @@ def test_preflight_refuses_a_subnet_already_in_use(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_mid_run_cleans_up(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_run_cleans_up(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "t1046lab.cli", "lab", "run", "--scenario", "smoke", "--out", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     log = tmp_path / "lab.log"
@@ -165,12 +166,12 @@ def test_sigterm_mid_run_cleans_up(tmp_path):
                 break
             time.sleep(0.1)
         assert prefix and leftover_namespaces(prefix), "the lab did not get going"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    assert proc.returncode != 0
+    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + signal.SIGTERM)
     assert leftover_namespaces(prefix) == []
     assert not any(_alive(p) for p in _pids_in_log(log))
