@@ -242,8 +242,8 @@ def correlate(
         {
             "aid": np.arange(len(alerts)),
             "entity": alerts["entity"].astype("string").to_numpy(dtype=object),
-            "ws": alerts["window_start"].to_numpy(),
-            "we": alerts["window_end"].to_numpy(),
+            "ws": alerts["window_start"].array,
+            "we": alerts["window_end"].array,
         }
     )
     if alerts_only:
@@ -454,6 +454,7 @@ def _tools_per_alert(
     if tools is None or tools.empty:
         return {}, pd.DataFrame()
     t = tools.copy()
+    t["_row"] = np.arange(len(t))
     t["t"] = pd.to_datetime(t["event_start"], utc=True)
     t["_host"] = _col(t, "host_name").astype("string")
     t["_ip"] = _col(t, "source_ip").astype("string")
@@ -466,13 +467,14 @@ def _tools_per_alert(
         [t.merge(by_ip.astype({"_ip": "string"}), on="_ip"), t.merge(by_host.astype({"_host": "string"}), on="_host")],
         ignore_index=True,
     )
+    hits = hits.drop_duplicates(["aid", "_row"]).reset_index(drop=True)
     if hits.empty:
         return {}, hits
     win = al.set_index("aid")
-    ws = win.loc[hits["aid"], "ws"].to_numpy()
-    we = win.loc[hits["aid"], "we"].to_numpy()
-    tt = hits["t"].to_numpy()
-    inside = (tt >= ws - tolerance.to_timedelta64()) & (tt <= we + tolerance.to_timedelta64())
+    ws = pd.Series(win.loc[hits["aid"], "ws"].array, index=hits.index)
+    we = pd.Series(win.loc[hits["aid"], "we"].array, index=hits.index)
+    tt = hits["t"]
+    inside = ((tt >= ws - tolerance) & (tt <= we + tolerance)).to_numpy(dtype=bool)
     hits = hits.loc[inside]
     out: dict[int, str] = {}
     desc = hits["discovery_tool"].astype(str) + " (" + _col(hits, "process_executable").astype("string").fillna("?").astype(str)
@@ -482,7 +484,7 @@ def _tools_per_alert(
     hits = hits.assign(_desc=desc.to_numpy())
     for aid, group in hits.groupby("aid"):
         counts = group["_desc"].value_counts()
-        out[int(aid)] = ", ".join(f"{d} x{c}" if c > 1 else d for d, c in counts.items())
+        out[int(aid)] = ", ".join(f"{d} in {c:,} records" if c > 1 else d for d, c in counts.items())
     return out, hits
 
 
@@ -492,3 +494,17 @@ def _tool_identity(hits: pd.DataFrame) -> dict[int, Any]:
         return {}
     first = hits.sort_values("t", kind="stable").drop_duplicates("aid").set_index("aid")
     return {int(a): v for a, v in first["process_executable"].items() if pd.notna(v)}
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``t1046lab.correlate`` is both this module and the function.
+
+    Importing the submodule makes Python set the package attribute ``correlate`` to the
+    module, hiding the lazily exported function; calling the module calls the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        return correlate(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
