@@ -118,7 +118,7 @@ def discovery_tool_events(endpoint_events: pd.DataFrame) -> pd.DataFrame:
         hit = base.str.match(_TOOL_RE).fillna(False)
         tool = tool.where(tool.notna() | ~hit, base.str.lower().str.replace(r"\.exe$", "", regex=True))
         nc = base.str.match(_NETCAT_RE).fillna(False) & zflag
-        tool = tool.where(tool.notna() | ~nc, base.str.lower() + " -z")
+        tool = tool.where(tool.notna() | ~nc, base.str.lower().str.replace(r"^nc\..*$", "nc", regex=True) + " -z")
     flagged = tool.notna().to_numpy(dtype=bool)
     out = df.loc[flagged].copy()
     out["discovery_tool"] = tool[flagged]

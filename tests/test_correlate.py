@@ -266,7 +266,7 @@ def test_discovery_tool_rule():
         log_format="osquery",
     )
     flagged = discovery_tool_events(ep)
-    assert flagged["discovery_tool"].tolist() == ["masscan", "nc.openbsd -z", "arp-scan", "rustscan", "hping3"]
+    assert flagged["discovery_tool"].tolist() == ["masscan", "nc -z", "arp-scan", "rustscan", "hping3"]
     assert len(discovery_tool_events(ep.iloc[0:0])) == 0
 
 

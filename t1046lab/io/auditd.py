@@ -136,32 +136,42 @@ def read_auditd(
     yielded = False
     for first, lines in iter_line_chunks(path, chunk_lines=max(1, min(chunksize, 262_144))):
         recs: list[tuple] = []
+        bad_lines: list[tuple[int, str, bytes]] = []
         for i, raw in enumerate(lines):
             if not raw.strip() or raw.startswith(b"#"):
                 continue
             report.seen()
             m = _RECORD.search(raw)
             if m is None:
-                report.bad("not an audit record", line=first + i, excerpt=raw)
+                bad_lines.append((first + i, "not an audit record", raw))
                 continue
             node, rtype, t, serial, body = m.groups()
             recs.append(((node or b"").decode("utf-8", "replace"), rtype.decode(), float(t), int(serial), body.decode("utf-8", "replace"), first + i))
         records = pending + recs
         if not records:
+            _quarantine(report, bad_lines)
             continue
         # events whose EOE has not arrived yet and are among the last records may continue
         done, pending = _split_open(records)
-        frame = _events(done, report, host_name, host_ip)
+        frame, bad_records = _events(done, report, host_name, host_ip)
+        _quarantine(report, bad_lines + bad_records)
         if frame is not None and len(frame):
             yield frame
             yielded = True
     if pending:
-        frame = _events(pending, report, host_name, host_ip)
+        frame, bad_records = _events(pending, report, host_name, host_ip)
+        _quarantine(report, bad_records)
         if frame is not None and len(frame):
             yield frame
             yielded = True
     if not yielded:
         yield schema.conform({"auditd_initiated": np.zeros(0, dtype=bool)}, log_format="auditd")
+
+
+def _quarantine(report: ReadReport, bad: list[tuple[int, str, Any]]) -> None:
+    # in file order, so that strict mode stops at the first bad record
+    for line, reason, excerpt in sorted(bad, key=lambda b: b[0]):
+        report.bad(reason, line=line, excerpt=excerpt)
 
 
 def _split_open(records: list[tuple]) -> tuple[list[tuple], list[tuple]]:
@@ -175,7 +185,10 @@ def _split_open(records: list[tuple]) -> tuple[list[tuple], list[tuple]]:
     return done, pend
 
 
-def _events(records: list[tuple], report: ReadReport, host_name: str | None, host_ip: str | None) -> pd.DataFrame | None:
+def _events(
+    records: list[tuple], report: ReadReport, host_name: str | None, host_ip: str | None
+) -> tuple[pd.DataFrame | None, list[tuple[int, str, Any]]]:
+    """Rows of the complete events in ``records``, and the records to quarantine (line, reason, excerpt)."""
     rec = pd.DataFrame.from_records(records, columns=["node", "type", "t", "serial", "body", "line"])
     rec["key"] = rec["node"] + "|" + rec["serial"].astype(str)
     types = rec["type"].to_numpy(dtype=object)
@@ -232,14 +245,14 @@ def _events(records: list[tuple], report: ReadReport, host_name: str | None, hos
     report.used(int(rec_use.sum()))
     for why, count in pd.Series(rec_reason[~rec_use & ~rec_bad]).value_counts().items():
         report.skip(str(why), int(count))
+    bad_out: list[tuple[int, str, Any]] = []
     if rec_bad.any():
         why = {k: r for _, k, r in bad_sa}
         bad_recs = rec[rec_bad]
-        for r, group in bad_recs.groupby(bad_recs["key"].map(why)):
-            report.bad_many(str(r), lines=group["line"].to_numpy(dtype=np.int64))
+        bad_out = list(zip(bad_recs["line"].tolist(), bad_recs["key"].map(why).tolist(), bad_recs["body"].tolist()))
     ek = event_keys[use]
     if len(ek) == 0:
-        return None
+        return None, bad_out
     f = sf_c.loc[ek]
     d = dec.loc[ek]
     t = connect_sys.loc[ek, "t"].to_numpy(dtype="float64")
@@ -251,7 +264,7 @@ def _events(records: list[tuple], report: ReadReport, host_name: str | None, hos
     if host_name is not None:
         node = node.fillna(host_name)
     n = len(ek)
-    return schema.conform(
+    frame = schema.conform(
         {
             "event_start": pd.to_datetime(np.round(t * 1e6).astype("int64"), unit="us", utc=True),
             "source_ip": [host_ip] * n,
@@ -273,3 +286,4 @@ def _events(records: list[tuple], report: ReadReport, host_name: str | None, hos
         },
         log_format="auditd",
     )
+    return frame, bad_out

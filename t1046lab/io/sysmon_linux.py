@@ -93,10 +93,10 @@ def _iter_events(path: PathLike, report: ReadReport, chunk_lines: int) -> Iterat
         if len(batch) >= chunk_lines:
             yield batch
             batch = []
-    if buf:
+    yield batch
+    if buf:  # after the complete events, so that strict mode stops at the first bad record
         report.seen()
         report.bad("unterminated <Event> at end of file", line=start, excerpt="\n".join(buf))
-    yield batch
 
 
 def _parse(events: list[tuple[int, str]], report: ReadReport) -> list[tuple]:
