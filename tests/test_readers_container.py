@@ -93,6 +93,7 @@ def test_hubble_assembles_attempts_and_outcomes(tmp_path):
     df, report = _read(path, format="hubble")
     assert report.records_seen == 16 and report.records_used == 14
     assert report.skipped_reasons == {"no flow in record (lost_events)": 1, "L7 event (not a packet flow)": 1}
+    assert report["hubble_events_lost"] == 3
     got = dict(zip(df["destination_port"].astype(int), df["conn_outcome"].astype(str)))
     assert got == {80: "established", 81: "rejected", 82: "no_reply", 83: "denied", 84: "established", 161: "no_reply", 53: "established"}
     assert (df["source_ip"] == c).all() and (df["source_k8s_pod"] == f"pod-{c}").all()

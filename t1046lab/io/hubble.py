@@ -165,16 +165,20 @@ def _extract(obj: dict[str, Any], line: int) -> tuple[str, Any]:
 
 def _parse(lines: np.ndarray, objects: list[dict[str, Any]], report: ReadReport) -> pd.DataFrame:
     rows: list[tuple] = []
-    bad_reason: list[str] = []
-    bad_lines: list[int] = []
+    lost = 0
     for line, obj in zip(lines.tolist(), objects):
         kind, value = _extract(obj, line)
         if kind == "ok":
             rows.append(value)
         elif kind == "skip":
             report.skip(value)
+            if isinstance(obj.get("lost_events"), dict):
+                lost += int(obj["lost_events"].get("num_events_lost") or 0)
         else:
             report.bad(value, line=line, excerpt=str(obj)[:200])
+    if lost:
+        report["hubble_events_lost"] = report.get("hubble_events_lost", 0) + lost
+        report.note("hubble: lost_events records: Hubble dropped flow events (see report['hubble_events_lost']); attempts may be missing")
     events = pd.DataFrame.from_records(rows, columns=list(_FIELDS))
     if events.empty:
         return events

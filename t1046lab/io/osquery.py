@@ -137,8 +137,8 @@ def _flatten(line: int, obj: dict[str, Any]) -> tuple[list[tuple], str | None]:
 
 
 def _text(values: pd.Series) -> pd.Series:
-    s = values.astype("object").where(values.notna(), None)
-    return s.map(lambda v: v if v is None else str(v)).astype("string")  # numbers from --logger_numerics
+    # --logger_numerics writes numbers as JSON numbers; the string dtype renders them as text
+    return values.astype("object").astype("string")
 
 
 @register("osquery", sniff=_sniff, priority=40, description="osquery result logs of socket_events, bpf_socket_events, process_open_sockets")
