@@ -102,26 +102,29 @@ def discovery_tool_events(endpoint_events: pd.DataFrame) -> pd.DataFrame:
         out["discovery_tool"] = pd.Series([], dtype="string")
         return out
     df = endpoint_events
-    names = []
-    for column in ("process_executable", "process_name"):
-        base = _col(df, column).astype("string").str.rsplit("/", n=1).str[-1].str.strip()
-        names.append(base)
     cmd = pd.Series(pd.NA, index=df.index, dtype="string")
     for column in _CMDLINE_COLUMNS:
         if column in df.columns:
             cmd = cmd.fillna(df[column].astype("string"))
-    cmd_first = cmd.str.strip().str.split(" ", n=1).str[0].str.rsplit("/", n=1).str[-1]
-    names.append(cmd_first)
-    tool = pd.Series(pd.NA, index=df.index, dtype="string")
-    zflag = cmd.str.contains(_ZFLAG_RE, regex=True).fillna(False)
+    procs = pd.DataFrame(
+        {"exe": _col(df, "process_executable").astype("string"), "name": _col(df, "process_name").astype("string"), "cmd": cmd}
+    )
+    # the rules run once per distinct (executable, name, command line), not once per row
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(procs.fillna("\x00")), use_na_sentinel=False)
+    u = pd.DataFrame(list(uniques), columns=["exe", "name", "cmd"]).replace("\x00", pd.NA).astype("string")
+    names = [u[c].str.rsplit("/", n=1).str[-1].str.strip() for c in ("exe", "name")]
+    names.append(u["cmd"].str.strip().str.split(" ", n=1).str[0].str.rsplit("/", n=1).str[-1])
+    tool = pd.Series(pd.NA, index=u.index, dtype="string")
+    zflag = u["cmd"].str.contains(_ZFLAG_RE, regex=True).fillna(False)
     for base in names:
         hit = base.str.match(_TOOL_RE).fillna(False)
         tool = tool.where(tool.notna() | ~hit, base.str.lower().str.replace(r"\.exe$", "", regex=True))
         nc = base.str.match(_NETCAT_RE).fillna(False) & zflag
         tool = tool.where(tool.notna() | ~nc, base.str.lower().str.replace(r"^nc\..*$", "nc", regex=True) + " -z")
-    flagged = tool.notna().to_numpy(dtype=bool)
+    per_row = tool.to_numpy(dtype=object)[codes]
+    flagged = pd.notna(per_row)
     out = df.loc[flagged].copy()
-    out["discovery_tool"] = tool[flagged]
+    out["discovery_tool"] = pd.array(per_row[flagged], dtype="string")
     return out
 
 
@@ -132,6 +135,12 @@ def _initiated(ep: pd.DataFrame) -> np.ndarray:
         if column.endswith("_initiated"):
             mask &= ep[column].astype("boolean").fillna(True).to_numpy(dtype=bool)
     return mask
+
+
+def _ns(times: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch of a datetime Series (tz-aware or naive UTC)."""
+    values = pd.to_datetime(times, utc=True).astype("datetime64[ns, UTC]")
+    return values.array.asi8.copy()
 
 
 def _key(df: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
@@ -153,11 +162,12 @@ def _asof(left: pd.DataFrame, right: pd.DataFrame, cols: Sequence[str], toleranc
     rsel = rk.notna()
     if not lsel.any() or not rsel.any():
         return result
-    lf = pd.DataFrame({"t": left.loc[lsel, "event_start"].to_numpy(), "k": lk[lsel].to_numpy(dtype=object), "li": left.index[lsel]})
-    rf = pd.DataFrame({"t": right.loc[rsel, "event_start"].to_numpy(), "k": rk[rsel].to_numpy(dtype=object), "ri": right.index[rsel]})
+    # integer nanoseconds: tz-aware datetimes would go through Python objects here
+    lf = pd.DataFrame({"t": _ns(left.loc[lsel, "event_start"]), "k": lk[lsel].to_numpy(dtype=object), "li": left.index[lsel]})
+    rf = pd.DataFrame({"t": _ns(right.loc[rsel, "event_start"]), "k": rk[rsel].to_numpy(dtype=object), "ri": right.index[rsel]})
     lf = lf.sort_values("t", kind="stable")
     rf = rf.sort_values("t", kind="stable")
-    merged = pd.merge_asof(lf, rf, on="t", by="k", tolerance=tolerance, direction="nearest")
+    merged = pd.merge_asof(lf, rf, on="t", by="k", tolerance=int(tolerance.value), direction="nearest")
     got = merged["ri"].notna().to_numpy()
     result.loc[merged.loc[got, "li"].to_numpy()] = merged.loc[got, "ri"].to_numpy(dtype=np.int64)
     return result
@@ -273,6 +283,12 @@ def correlate(
     if len(ep):
         ep["event_start"] = pd.to_datetime(ep["event_start"], utc=True).astype("datetime64[ns, UTC]")
 
+    # only endpoint rows inside the alerts' overall time span can match
+    if len(ep):
+        lo = pd.Timestamp(al["ws"].min()) - tolerance
+        hi = pd.Timestamp(al["we"].max()) + tolerance
+        ep = ep[(ep["event_start"] >= lo) & (ep["event_start"] <= hi)]
+
     # the alerts' connections
     c = conns[conns["source_ip"].isin(al["entity"].unique())]
     ca = c.merge(al, left_on="source_ip", right_on="entity", how="inner")
@@ -342,32 +358,41 @@ def correlate(
     for h, ips in host_map.items():
         for ip in ips:
             ip_to_hosts.setdefault(ip, set()).add(h)
-    tools = discovery_tool_events(ep_all) if len(ep_all) else pd.DataFrame()
+    span = ep_all
+    if len(ep_all):
+        when = pd.to_datetime(ep_all["event_start"], utc=True)
+        span = ep_all[(when >= pd.Timestamp(al["ws"].min()) - tolerance) & (when <= pd.Timestamp(al["we"].max()) + tolerance)]
+    tools = discovery_tool_events(span) if len(span) else pd.DataFrame()
     tool_hits, tool_rows = _tools_per_alert(tools, al, attr, host_top, ip_to_hosts, tolerance)
 
-    notes: dict[int, str] = {}
-    for row in al.itertuples(index=False):  # one pass per alert, not per connection
-        aid, entity = int(row.aid), str(row.entity)
-        n = int(per.loc[aid, "n"]) if aid in per.index else 0
+    # plain dicts: the per-alert loop below must not pay pandas' scalar-lookup cost
+    per_d = {k: per[k].to_dict() for k in ("n", "covered", "ep_matched", "pass3")} if len(per) else {k: {} for k in ("n", "covered", "ep_matched", "pass3")}
+    top_d = {name: top["value"].to_dict() if len(top) else {} for name, top in tops.items()}
+    distinct_exe = tops["attributed_process_executable"]["distinct"].to_dict() if len(tops["attributed_process_executable"]) else {}
+    host_d = host_top["value"].to_dict() if len(host_top) else {}
+    fmt_d = fmt_top["value"].to_dict() if len(fmt_top) else {}
+    conn_fmt_d = conn_fmt["value"].to_dict() if len(conn_fmt) else {}
+    coverage = np.full(len(out), np.nan)
+    notes = np.full(len(out), None, dtype=object)
+    for aid, entity in zip(al["aid"].tolist(), al["entity"].astype(str).tolist()):  # one pass per alert, not per connection
+        n = int(per_d["n"].get(aid, 0))
         parts: list[str] = []
         if n == 0:
             parts.append(f"no connections from {entity} in the window were found in conns: nothing to attribute")
         else:
-            cov = int(per.loc[aid, "covered"])
-            m = int(per.loc[aid, "ep_matched"])
+            m = int(per_d["ep_matched"][aid])
             unmatched = n - m
             if m:
-                fmt = fmt_top.loc[aid, "value"] if aid in fmt_top.index else "endpoint"
-                who = _who(tops, host_top, aid)
-                parts.append(f"{m:,} of {n:,} attempts matched to {fmt} connect() records: {who}")
-                if int(per.loc[aid, "pass3"]):
+                who = _who(top_d, distinct_exe, host_d, aid)
+                parts.append(f"{m:,} of {n:,} attempts matched to {fmt_d.get(aid, 'endpoint')} connect() records: {who}")
+                if int(per_d["pass3"][aid]):
                     parts.append(
-                        f"{int(per.loc[aid, 'pass3']):,} matched on destination and time only (the endpoint records hold no "
+                        f"{int(per_d['pass3'][aid]):,} matched on destination and time only (the endpoint records hold no "
                         "local address" + ("" if host_map else "; pass host_ips= to tie hosts to addresses") + ")"
                     )
-            pod = _fmt_identity(tops, aid, ("attributed_k8s_namespace", "attributed_k8s_pod", "attributed_k8s_workload"))
-            inst = _fmt_identity(tops, aid, ("attributed_cloud_instance_id", "attributed_cloud_account_id"))
-            src_fmt = conn_fmt.loc[aid, "value"] if aid in conn_fmt.index else "network"
+            pod = _fmt_identity(top_d, aid, ("attributed_k8s_namespace", "attributed_k8s_pod", "attributed_k8s_workload"))
+            inst = _fmt_identity(top_d, aid, ("attributed_cloud_instance_id", "attributed_cloud_account_id"))
+            src_fmt = conn_fmt_d.get(aid, "network")
             if pod:
                 parts.append(f"origin from {src_fmt} rows: {pod}")
             if inst:
@@ -380,7 +405,7 @@ def correlate(
                             "invisible to connect() telemetry"
                         )
                     else:
-                        extra = " (Sysmon for Linux logs only established TCP connections)" if fmt_top.loc[aid, "value"] == "sysmon-linux" else ""
+                        extra = " (Sysmon for Linux logs only established TCP connections)" if fmt_d.get(aid) == "sysmon-linux" else ""
                         parts.append(f"no connect() seen for {unmatched:,} of {n:,} attempts{extra}")
                 elif len(ep_all):
                     parts.append(
@@ -389,48 +414,47 @@ def correlate(
                     )
                 else:
                     parts.append(f"{unmatched:,} of {n:,} attempts unattributed: no endpoint telemetry given")
-            out_cov = cov / n
-            out.iloc[aid, out.columns.get_loc("attribution_coverage")] = out_cov
+            coverage[aid] = int(per_d["covered"][aid]) / n
         if aid in tool_hits:
             parts.append("discovery tool on the host during the window: " + tool_hits[aid])
         notes[aid] = "; ".join(parts)
 
     idx = al["aid"].to_numpy()
-    for name in _ATTRS:
-        top = tops[name]
-        vals = top["value"].reindex(idx) if len(top) else pd.Series(pd.NA, index=idx)
-        col = out.columns.get_loc(name)
-        out.iloc[idx, col] = pd.Series(vals.to_numpy(dtype=object)).astype(ATTRIBUTION_COLUMNS[name]).to_numpy(dtype=object)
-    out["attribution_note"] = pd.Series([notes.get(i, pd.NA) for i in range(len(out))], index=out.index, dtype="string")
-    for name, dtype in ATTRIBUTION_COLUMNS.items():
-        out[name] = out[name].astype(dtype)
     # a discovery tool seen on the host names the process even when no connection matched
+    exe_top = dict(top_d["attributed_process_executable"])
     for aid, exe in _tool_identity(tool_rows).items():
-        if pd.isna(out.iloc[aid, out.columns.get_loc("attributed_process_executable")]):
-            out.iloc[aid, out.columns.get_loc("attributed_process_executable")] = exe
+        exe_top.setdefault(aid, exe)
+    top_d["attributed_process_executable"] = exe_top
+    for name in _ATTRS:
+        values = np.full(len(out), None, dtype=object)
+        got = top_d[name]
+        if got:
+            keys = np.fromiter(got.keys(), dtype=np.int64, count=len(got))
+            values[keys] = np.array(list(got.values()), dtype=object)
+        out[name] = pd.Series(values, index=out.index).astype(ATTRIBUTION_COLUMNS[name])
+    out["attribution_coverage"] = coverage
+    out["attribution_note"] = pd.Series(notes, index=out.index).astype("string")
     return out
 
 
-def _who(tops: dict[str, pd.DataFrame], host_top: pd.DataFrame, aid: int) -> str:
-    exe = tops["attributed_process_executable"]
-    pid = tops["attributed_process_pid"]
-    user = tops["attributed_user_name"]
-    text = str(exe.loc[aid, "value"]) if aid in exe.index else "unknown executable"
+def _who(top: Mapping[str, Mapping[int, Any]], distinct_exe: Mapping[int, int], host: Mapping[int, Any], aid: int) -> str:
+    exe = top["attributed_process_executable"].get(aid)
+    text = str(exe) if exe is not None else "unknown executable"
     bits = []
-    if aid in pid.index:
-        bits.append(f"pid {pid.loc[aid, 'value']}")
-    if aid in user.index:
-        bits.append(f"user {user.loc[aid, 'value']}")
+    if aid in top["attributed_process_pid"]:
+        bits.append(f"pid {top['attributed_process_pid'][aid]}")
+    if aid in top["attributed_user_name"]:
+        bits.append(f"user {top['attributed_user_name'][aid]}")
     if bits:
         text += " (" + ", ".join(bits) + ")"
-    if aid in host_top.index:
-        text += f" on {host_top.loc[aid, 'value']}"
-    if aid in exe.index and int(exe.loc[aid, "distinct"]) > 1:
-        text += f"; {int(exe.loc[aid, 'distinct'])} executables in all"
+    if aid in host:
+        text += f" on {host[aid]}"
+    if int(distinct_exe.get(aid, 1)) > 1:
+        text += f"; {int(distinct_exe[aid])} executables in all"
     return text
 
 
-def _fmt_identity(tops: dict[str, pd.DataFrame], aid: int, names: Sequence[str]) -> str:
+def _fmt_identity(top: Mapping[str, Mapping[int, Any]], aid: int, names: Sequence[str]) -> str:
     labels = {
         "attributed_k8s_namespace": "namespace",
         "attributed_k8s_pod": "pod",
@@ -438,8 +462,7 @@ def _fmt_identity(tops: dict[str, pd.DataFrame], aid: int, names: Sequence[str])
         "attributed_cloud_instance_id": "instance",
         "attributed_cloud_account_id": "account",
     }
-    bits = [f"{labels[n]} {tops[n].loc[aid, 'value']}" for n in names if aid in tops[n].index]
-    return ", ".join(bits)
+    return ", ".join(f"{labels[n]} {top[n][aid]}" for n in names if aid in top[n])
 
 
 def _tools_per_alert(
@@ -450,41 +473,70 @@ def _tools_per_alert(
     ip_to_hosts: Mapping[str, set[str]],
     tolerance: pd.Timedelta,
 ) -> tuple[dict[int, str], pd.DataFrame]:
-    """Per alert: the discovery tools seen on the alert's host within the window (± skew)."""
+    """Per alert: the discovery tools seen on the alert's host within the window (± skew).
+
+    Tool rows are grouped by (host key, description); for each (alert, group) pair two
+    ``merge_asof`` calls find the first and last row inside the window, so the cost does not
+    grow with alerts × tool rows.
+    """
     if tools is None or tools.empty:
         return {}, pd.DataFrame()
-    t = tools.copy()
-    t["_row"] = np.arange(len(t))
-    t["t"] = pd.to_datetime(t["event_start"], utc=True)
-    t["_host"] = _col(t, "host_name").astype("string")
-    t["_ip"] = _col(t, "source_ip").astype("string")
-    # which hosts belong to each alert: mapped by host_ips, or seen in its matched endpoint rows
-    pairs = [(int(a), h) for a, e in zip(al["aid"], al["entity"]) for h in ip_to_hosts.get(str(e), ())]
-    pairs += [(int(a), str(h)) for a, h in zip(host_top.index, host_top["value"])] if len(host_top) else []
-    by_host = pd.DataFrame(pairs, columns=["aid", "_host"]).drop_duplicates()
-    by_ip = al[["aid", "entity"]].rename(columns={"entity": "_ip"})
-    hits = pd.concat(
-        [t.merge(by_ip.astype({"_ip": "string"}), on="_ip"), t.merge(by_host.astype({"_host": "string"}), on="_host")],
-        ignore_index=True,
-    )
-    hits = hits.drop_duplicates(["aid", "_row"]).reset_index(drop=True)
-    if hits.empty:
-        return {}, hits
+    t = pd.DataFrame(index=tools.index)
+    t["t"] = pd.to_datetime(tools["event_start"], utc=True).astype("datetime64[ns, UTC]")
+    exe = _col(tools, "process_executable").astype("string")
+    pid = _col(tools, "process_pid", "Int64").astype("string")
+    user = _col(tools, "user_name").astype("string")
+    desc = tools["discovery_tool"].astype("string") + " (" + exe.fillna("?")
+    if pid.notna().any():
+        desc = desc + ", pid " + pid.fillna("?")
+    if user.notna().any():
+        desc = desc + ", user " + user.fillna("?")
+    t["desc"] = desc + ")"
+    t["exe"] = exe
+    # a tool row belongs to a host by its source address and by its host name
+    keyed = pd.concat(
+        [
+            t.assign(hkey="ip:" + _col(tools, "source_ip").astype("string")),
+            t.assign(hkey="host:" + _col(tools, "host_name").astype("string")),
+        ]
+    ).dropna(subset=["hkey"])
+    if keyed.empty:
+        return {}, pd.DataFrame()
+    keyed["row"] = keyed.index
+    keyed = keyed.sort_values("t", kind="stable").reset_index(drop=True)
+    keyed["gid"] = keyed.groupby(["hkey", "desc"], sort=False).ngroup()
+    keyed["pos"] = keyed.groupby("gid").cumcount()
+    groups = keyed.drop_duplicates("gid")[["gid", "hkey", "desc"]]
+    # which host keys belong to each alert
+    pairs = [(int(a), "ip:" + str(e)) for a, e in zip(al["aid"], al["entity"])]
+    pairs += [(int(a), "host:" + h) for a, e in zip(al["aid"], al["entity"]) for h in ip_to_hosts.get(str(e), ())]
+    if len(host_top):
+        pairs += [(int(a), "host:" + str(h)) for a, h in zip(host_top.index, host_top["value"])]
+    akeys = pd.DataFrame(pairs, columns=["aid", "hkey"]).drop_duplicates()
+    cand = akeys.merge(groups, on="hkey").drop_duplicates(["aid", "desc", "gid"])
+    if cand.empty:
+        return {}, pd.DataFrame()
     win = al.set_index("aid")
-    ws = pd.Series(win.loc[hits["aid"], "ws"].array, index=hits.index)
-    we = pd.Series(win.loc[hits["aid"], "we"].array, index=hits.index)
-    tt = hits["t"]
-    inside = ((tt >= ws - tolerance) & (tt <= we + tolerance)).to_numpy(dtype=bool)
-    hits = hits.loc[inside]
+    cand["lo"] = pd.Series(win.loc[cand["aid"], "ws"].array, index=cand.index) - tolerance
+    cand["hi"] = pd.Series(win.loc[cand["aid"], "we"].array, index=cand.index) + tolerance
+    cand["lo"] = cand["lo"].astype("datetime64[ns, UTC]")
+    cand["hi"] = cand["hi"].astype("datetime64[ns, UTC]")
+    right = keyed[["t", "gid", "pos", "row"]]
+    first = pd.merge_asof(cand.sort_values("lo"), right.rename(columns={"t": "t_first", "pos": "first", "row": "row_first"}),
+                          left_on="lo", right_on="t_first", by="gid", direction="forward")
+    last = pd.merge_asof(cand.sort_values("hi"), right.rename(columns={"t": "t_last", "pos": "last"})[["t_last", "gid", "last"]],
+                         left_on="hi", right_on="t_last", by="gid", direction="backward")
+    both = first.merge(last[["aid", "gid", "last"]], on=["aid", "gid"])
+    both = both[both["t_first"].notna() & (both["t_first"] <= both["hi"])]
+    if both.empty:
+        return {}, pd.DataFrame()
+    # the same rows reached through the address and the host name count once
+    both["count"] = (both["last"] - both["first"] + 1).astype(int)
+    both = both.sort_values(["aid", "count"], ascending=[True, False], kind="stable").drop_duplicates(["aid", "desc"])
     out: dict[int, str] = {}
-    desc = hits["discovery_tool"].astype(str) + " (" + _col(hits, "process_executable").astype("string").fillna("?").astype(str)
-    pid = _col(hits, "process_pid", "Int64").astype("string")
-    user = _col(hits, "user_name").astype("string")
-    desc = desc + ("" if pid.isna().all() else ", pid " + pid.fillna("?").astype(str)) + ("" if user.isna().all() else ", user " + user.fillna("?").astype(str)) + ")"
-    hits = hits.assign(_desc=desc.to_numpy())
-    for aid, group in hits.groupby("aid"):
-        counts = group["_desc"].value_counts()
-        out[int(aid)] = ", ".join(f"{d} in {c:,} records" if c > 1 else d for d, c in counts.items())
+    for aid, group in both.groupby("aid", sort=True):  # one pass per alert
+        out[int(aid)] = ", ".join(f"{d} in {c:,} records" if c > 1 else d for d, c in zip(group["desc"], group["count"]))
+    hits = both.assign(t=both["t_first"], process_executable=keyed.set_index("row")["exe"].groupby(level=0).first().reindex(both["row_first"]).to_numpy())
     return out, hits
 
 
