@@ -336,6 +336,7 @@ def correlate(
     attr["ep_host"] = _col(epm, "host_name", "object").reindex(ca.index).astype("object")
     attr["ep_format"] = _col(epm, "log_format", "object").reindex(ca.index).astype("object")
     attr["conn_format"] = _col(ca, "log_format", "object").astype("object")
+    attr["interface"] = _col(ca, "network_interface_id", "object").astype("object")
 
     per = attr.groupby("aid").agg(
         n=("covered", "size"),
@@ -347,6 +348,7 @@ def correlate(
     host_top = _top(attr, "ep_host")
     fmt_top = _top(attr, "ep_format")
     conn_fmt = _top(attr, "conn_format")
+    tops_extra = {"interface": _top(attr, "interface")}
 
     # hosts covered by endpoint telemetry, and discovery tools running there in the window
     monitored_ips = set(ep_all["source_ip"].dropna().astype(str)) if "source_ip" in ep_all.columns and len(ep_all) else set()
@@ -367,7 +369,7 @@ def correlate(
 
     # plain dicts: the per-alert loop below must not pay pandas' scalar-lookup cost
     per_d = {k: per[k].to_dict() for k in ("n", "covered", "ep_matched", "pass3")} if len(per) else {k: {} for k in ("n", "covered", "ep_matched", "pass3")}
-    top_d = {name: top["value"].to_dict() if len(top) else {} for name, top in tops.items()}
+    top_d = {name: top["value"].to_dict() if len(top) else {} for name, top in {**tops, **tops_extra}.items()}
     distinct_exe = tops["attributed_process_executable"]["distinct"].to_dict() if len(tops["attributed_process_executable"]) else {}
     host_d = host_top["value"].to_dict() if len(host_top) else {}
     fmt_d = fmt_top["value"].to_dict() if len(fmt_top) else {}
@@ -391,7 +393,7 @@ def correlate(
                         "local address" + ("" if host_map else "; pass host_ips= to tie hosts to addresses") + ")"
                     )
             pod = _fmt_identity(top_d, aid, ("attributed_k8s_namespace", "attributed_k8s_pod", "attributed_k8s_workload"))
-            inst = _fmt_identity(top_d, aid, ("attributed_cloud_instance_id", "attributed_cloud_account_id"))
+            inst = _fmt_identity(top_d, aid, ("attributed_cloud_instance_id", "interface", "attributed_cloud_account_id"))
             src_fmt = conn_fmt_d.get(aid, "network")
             if pod:
                 parts.append(f"origin from {src_fmt} rows: {pod}")
@@ -460,6 +462,7 @@ def _fmt_identity(top: Mapping[str, Mapping[int, Any]], aid: int, names: Sequenc
         "attributed_k8s_pod": "pod",
         "attributed_k8s_workload": "workload",
         "attributed_cloud_instance_id": "instance",
+        "interface": "interface",
         "attributed_cloud_account_id": "account",
     }
     return ", ".join(f"{labels[n]} {top[n][aid]}" for n in names if aid in top[n])

@@ -241,7 +241,7 @@ def test_vpc_flow_log_scan_attributed_to_instance():
     assert row["attributed_cloud_instance_id"] == "i-0a1b2c3d4e5f67890"
     assert row["attributed_cloud_account_id"] == "123456789012"
     assert row["attribution_coverage"] == 1.0
-    assert "instance i-0a1b2c3d4e5f67890" in row["attribution_note"]
+    assert "origin from vpc rows: instance i-0a1b2c3d4e5f67890, interface eni-0123456789abcdef0, account 123456789012" in row["attribution_note"]
     assert pd.isna(out.iloc[1]["attribution_note"]) and np.isnan(out.iloc[1]["attribution_coverage"])  # not an alert
 
 

@@ -214,3 +214,37 @@ def test_calico_felix_skips_and_quarantines(tmp_path, shared):
     assert len(df) == 2 and report.records_skipped == 1
     assert report.quarantine_reasons == {"action is not allow or deny": 1, "no syslog timestamp": 1}
     assert sorted(report.quarantine_frame()["line"]) == [3, 4]
+
+
+# --- sniffing ------------------------------------------------------------------------------
+
+
+def test_sniffers_claim_only_their_own_samples(shared):
+    """Each endpoint/container sniffer recognises its samples and none of the other formats' samples."""
+    from t1046lab.io import _load_readers
+    from t1046lab.io._source import read_head
+
+    root = shared("formats/README.txt").parent
+    own = {
+        "hubble": {"hubble_flows.json"},
+        "calico": {"calico_flows.json", "calico_felix_syslog.txt"},
+        "sysmon-linux": {"sysmon_linux_eid3.xml"},
+        "auditd": {"auditd_connect.log"},
+        "osquery": set(),
+    }
+    readers = _load_readers()
+    samples = [p for p in sorted(root.iterdir()) if not p.name.endswith((".SOURCE", "README.txt"))]
+    assert len(samples) > 20
+    for name, files in own.items():
+        claimed = {p.name for p in samples if readers[name].sniff(read_head(p), p.name)}
+        assert claimed == files, name
+
+
+def test_gzipped_input_is_read(tmp_path, shared):
+    import gzip
+
+    raw = shared("formats/hubble_flows.json").read_bytes()
+    path = tmp_path / "events.log.gz"
+    path.write_bytes(gzip.compress(raw))
+    df, report = _read(path)
+    assert report.format == "hubble" and len(df) == 4
