@@ -173,6 +173,32 @@ def _asof(left: pd.DataFrame, right: pd.DataFrame, cols: Sequence[str], toleranc
     return result
 
 
+def _one_source_per_host(m: pd.Series, ca: pd.DataFrame, ep: pd.DataFrame) -> pd.Series:
+    """Keep destination-only matches of one endpoint host to one source address.
+
+    Endpoint rows without a local address (auditd) can match any source that hit the same
+    destination at the same time. A host has one address here: per endpoint ``host_name``
+    (rows without one count as one unknown host) only the source with the most matches keeps
+    them, so a scan from another address that hit the same ports is not pinned on this host.
+    """
+    found = m >= 0
+    if not found.any():
+        return m
+    pairs = pd.DataFrame(
+        {
+            "host": ep["host_name"].astype("string").reindex(m[found].to_numpy()).fillna("\x00").to_numpy(dtype=object),
+            "src": ca.loc[found, "source_ip"].astype("string").to_numpy(dtype=object),
+        },
+        index=m.index[found],
+    )
+    counts = pairs.value_counts().reset_index(name="n").sort_values(["host", "n", "src"], ascending=[True, False, True], kind="stable")
+    owner = counts.drop_duplicates("host").set_index("host")["src"]
+    keep = pairs["src"].to_numpy(dtype=object) == owner.reindex(pairs["host"]).to_numpy(dtype=object)
+    out = m.copy()
+    out.loc[pairs.index[~keep]] = -1
+    return out
+
+
 def _top(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per alert: the most frequent value of ``column``, its count and the number of distinct values."""
     sub = frame[["aid", column]].dropna()
@@ -205,8 +231,9 @@ def correlate(
        when both sides know them;
     2. source ip, destination ip and port (endpoint rows without a local port: osquery
        ``socket_events`` on macOS and for non-blocking sockets);
-    3. destination ip and port only, for endpoint rows with no local address (auditd), once
-       ``host_ips`` has tied their ``host_name`` to addresses (else any host; the note says so).
+    3. destination ip and port only, for endpoint rows with no local address (auditd) that
+       ``host_ips`` did not tie to an address; each endpoint host keeps only the source
+       address with the most such matches, and the note says how many matched this way.
 
     Connection rows that carry identity themselves (Hubble/Calico pods, cloud instance and
     interface ids from VPC-style flow logs, container ids) are attributed from those columns.
@@ -301,10 +328,11 @@ def correlate(
     if len(ep) and len(ca):
         full = ep["source_ip"].notna() & ep["source_port"].notna()
         m1 = _asof(ca, ep[full], ["source_ip", "source_port", "destination_ip", "destination_port"], tolerance)
-        ct, et = ca["network_transport"].astype("string"), ep["network_transport"].astype("string").reindex(m1.where(m1 >= 0).dropna().astype(int))
         found = m1 >= 0
-        if found.any():
-            differ = (ct[found].to_numpy(dtype=object) != et.to_numpy(dtype=object)) & ct[found].notna().to_numpy() & et.notna().to_numpy()
+        if found.any():  # transports must agree where both sides know them
+            ct = ca.loc[found, "network_transport"].astype("string")
+            et = ep["network_transport"].astype("string").reindex(m1[found].to_numpy())
+            differ = ct.notna().to_numpy() & et.notna().to_numpy() & (ct.fillna("").to_numpy(dtype=object) != et.fillna("").to_numpy(dtype=object))
             m1.loc[found[found].index[differ]] = -1
         match, passes = match.where(m1 < 0, m1), passes.mask(m1 >= 0, 1)
         rest = match < 0
@@ -314,6 +342,7 @@ def correlate(
         passes.loc[m2.index[m2 >= 0]] = 2
         rest = match < 0
         m3 = _asof(ca[rest], ep[~has_src], ["destination_ip", "destination_port"], tolerance)
+        m3 = _one_source_per_host(m3, ca, ep)
         match.loc[m3.index[m3 >= 0]] = m3[m3 >= 0]
         passes.loc[m3.index[m3 >= 0]] = 3
     matched = match >= 0
@@ -332,7 +361,7 @@ def correlate(
             row_ident |= ca[column].notna().to_numpy(dtype=bool)
     attr["covered"] = matched.to_numpy() | row_ident
     attr["ep_matched"] = matched.to_numpy()
-    attr["pass"] = passes.to_numpy()
+    attr["pass3"] = passes.to_numpy() == 3
     attr["ep_host"] = _col(epm, "host_name", "object").reindex(ca.index).astype("object")
     attr["ep_format"] = _col(epm, "log_format", "object").reindex(ca.index).astype("object")
     attr["conn_format"] = _col(ca, "log_format", "object").astype("object")
@@ -342,7 +371,7 @@ def correlate(
         n=("covered", "size"),
         covered=("covered", "sum"),
         ep_matched=("ep_matched", "sum"),
-        pass3=("pass", lambda s: int((s == 3).sum())),
+        pass3=("pass3", "sum"),
     ) if len(attr) else pd.DataFrame(columns=["n", "covered", "ep_matched", "pass3"])
     tops = {name: _top(attr, name) for name in _ATTRS}
     host_top = _top(attr, "ep_host")

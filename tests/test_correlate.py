@@ -154,18 +154,23 @@ def test_host_without_endpoint_telemetry_is_not_called_raw_socket(scan_lab):
 
 
 def test_auditd_rows_without_local_address_match_through_host_ips(scan_lab, tmp_path):
-    alerts, conns, ep_a, _ = scan_lab
+    alerts, conns, ep_a, ep_b = scan_lab
     ep = ep_a.assign(source_ip=pd.Series(pd.NA, index=ep_a.index, dtype="string"))
     out = correlate(alerts, conns, ep, host_ips={"host-a": "10.0.0.5"})
     a = out.set_index("entity").loc["10.0.0.5"]
     assert a["attributed_user_name"] == "alice" and a["attribution_coverage"] == 1.0
     assert "destination and time only" not in a["attribution_note"]
     # without the mapping the rows still match on destination and time, and the note says how
-    out = correlate(alerts, conns, ep)
-    a = out.set_index("entity").loc["10.0.0.5"]
-    assert a["attributed_user_name"] == "alice"
+    out = correlate(alerts, conns, [ep, ep_b]).set_index("entity")
+    a = out.loc["10.0.0.5"]
+    assert a["attributed_user_name"] == "alice" and a["attribution_coverage"] == 1.0
     assert "200 matched on destination and time only" in a["attribution_note"]
     assert "pass host_ips=" in a["attribution_note"]
+    # the raw-socket scan from 10.0.0.6 hit the same ports at the same time: host-a's connect()
+    # records belong to one source (10.0.0.5, with the most matches) and are not pinned on 10.0.0.6
+    b = out.loc["10.0.0.6"]
+    assert b["attribution_coverage"] == 0.0 and pd.isna(b["attributed_user_name"])
+    assert "pid 4242" not in b["attribution_note"]
 
 
 def _hubble_line(t, sip, sport, dip, dport, flags, *, reply, point, node, src, dst):

@@ -91,6 +91,7 @@ def _osquery_file(tmp_path):
         _event({"pid": "1", "name": "systemd", "cmdline": "/sbin/init"}, name="processes"),  # 14 another query
         "{truncated",  # 15
         _event(_sock("connect", "10.0.1.9", "ssh", lport=40010, status="succeeded")),  # 16 bad port
+        _event(_sock("connect", "10.0.1.9", 27, lport=40011, status="-113")),  # 17 a numeric status is an errno
     ]
     path = tmp_path / "osqueryd.results.log"
     path.write_text("\n".join(lines) + "\n")
@@ -102,7 +103,7 @@ def test_osquery_reader(tmp_path):
     assert sniff_format(path) == "osquery"
     with pytest.warns(t1046lab.DataQualityWarning):
         df, report = _read(path)
-    assert report.records_seen == 16
+    assert report.records_seen == 17
     assert report.skipped_reasons == {
         "socket action bind": 1, "AF_UNIX socket": 1, "query 'processes' has no socket columns": 1,
         "socket already seen in an earlier snapshot": 1,
@@ -117,6 +118,7 @@ def test_osquery_reader(tmp_path):
     assert by_port.loc[22, "conn_outcome"].tolist() == ["established", "established", "established"]
     assert by_port.loc[23, "conn_outcome"] == "rejected" and by_port.loc[24, "conn_outcome"] == "unknown"
     assert by_port.loc[25, "conn_outcome"] == "rejected" and by_port.loc[26, "conn_outcome"] == "no_reply"
+    assert by_port.loc[27, "conn_outcome"] == "icmp_unreachable"
     assert by_port.loc[25, "osquery_cmdline"] == "nmap -sT -p- 10.0.1.9" and by_port.loc[25, "user_name"] == "1000"
     udp = by_port.loc[161]
     assert (udp.network_transport, udp.conn_outcome, udp.process_pid) == ("udp", "unknown", 701)

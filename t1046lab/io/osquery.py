@@ -18,8 +18,8 @@ pipe with ``--audit_allow_sockets``) and ``bpf_socket_events`` (Linux eBPF):
 ==============================================================  ===================
 row                                                              ``conn_outcome``
 ==============================================================  ===================
-``exit_code`` (bpf) 0 / ``-111`` / ``-110`` / ``-113``, ``-101``   ``established`` /
-/ ``-13``, ``-1`` / ``-115``                                    ``rejected`` /
+``exit_code`` (bpf) or a numeric ``status``: 0 / ``-111`` /       ``established`` /
+``-110`` / ``-113``, ``-101`` / ``-13``, ``-1`` / ``-115``     ``rejected`` /
                                                                 ``no_reply`` /
                                                                 ``icmp_unreachable`` /
                                                                 ``denied`` / ``unknown``
@@ -246,7 +246,8 @@ def _build(raw: pd.DataFrame, report: ReadReport, seen_keys: pd.Index) -> tuple[
     succeeded = (status == "succeeded") | ((status == "") & (success == 1))
     outcome[is_sock_ev & succeeded & (transport == "tcp")] = "established"
     outcome[is_sock_ev & (status == "failed")] = "rejected"
-    exit_code = to_int(raw["exit_code"]).to_numpy(dtype="float64", na_value=np.nan)
+    # bpf_socket_events' exit_code, or a numeric status (a negative errno), is the precise source
+    exit_code = to_int(raw["exit_code"]).fillna(to_int(raw["status"])).to_numpy(dtype="float64", na_value=np.nan)
     has_exit = is_sock_ev & ~np.isnan(exit_code)
     mapped = errno_outcome(exit_code)
     outcome[has_exit] = mapped[has_exit]
