@@ -280,3 +280,35 @@ def test_public_name_calls_correlate(scan_lab):
     # whether t1046lab.correlate resolves to the function or (once imported) the module, it calls correlate
     out = t1046lab.correlate(alerts, conns, [ep_a, ep_b])
     pd.testing.assert_frame_equal(out, correlate(alerts, conns, [ep_a, ep_b]))
+
+
+def _sysmon_event(t, sport, dport, *, pid=4242, image="/usr/bin/nmap", user="alice"):
+    data = {
+        "RuleName": "-", "UtcTime": t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], "ProcessGuid": "{277d2fec-0000-0000-0000-000000000001}",
+        "ProcessId": str(pid), "Image": image, "User": user, "Protocol": "tcp", "Initiated": "true", "SourceIsIpv6": "false",
+        "SourceIp": "10.0.0.5", "SourceHostname": "-", "SourcePort": str(sport), "SourcePortName": "-", "DestinationIsIpv6": "false",
+        "DestinationIp": "10.0.1.9", "DestinationHostname": "-", "DestinationPort": str(dport), "DestinationPortName": "-",
+    }
+    fields = "".join(f'<Data Name="{k}">{v}</Data>' for k, v in data.items())
+    return (
+        f"{t.strftime('%b %d %H:%M:%S')} host-a sysmon: <Event><System><Provider Name=\"Linux-Sysmon\" Guid=\"{{ff032593-a8d3-4f13-b0d6-01fc615a0f97}}\"/>"
+        f"<EventID>3</EventID><Version>5</Version><Level>4</Level><Task>3</Task><Opcode>0</Opcode><Keywords>0x8000000000000000</Keywords>"
+        f"<TimeCreated SystemTime=\"{t.isoformat()}\"/><EventRecordID>{sport}</EventRecordID><Correlation/><Execution ProcessID=\"900\" ThreadID=\"900\"/>"
+        f"<Channel>Linux-Sysmon/Operational</Channel><Computer>host-a</Computer><Security UserId=\"0\"/></System><EventData>{fields}</EventData></Event>"
+    )
+
+
+def test_sysmon_sees_only_the_open_ports_of_a_connect_scan(scan_lab, tmp_path):
+    alerts, conns, _, ep_b = scan_lab
+    # Sysmon for Linux logs event 3 only when the handshake completes: ports 22 and 80 of the scan
+    net_a = conns[conns["source_ip"] == "10.0.0.5"]
+    open_ = net_a[net_a["conn_outcome"] == "established"]
+    path = tmp_path / "syslog"
+    path.write_text("\n".join(_sysmon_event(r.event_start, r.source_port, r.destination_port) for r in open_.itertuples()) + "\n")
+    ep = t1046lab.read(path)
+    assert len(ep) == 2 and ep["log_format"].eq("sysmon-linux").all()
+    a = correlate(alerts, conns, [ep, ep_b]).set_index("entity").loc["10.0.0.5"]
+    assert a["attributed_process_executable"] == "/usr/bin/nmap" and a["attributed_user_name"] == "alice"
+    assert a["attribution_coverage"] == pytest.approx(2 / 200)
+    assert "2 of 200 attempts matched to sysmon-linux connect() records" in a["attribution_note"]
+    assert "no connect() seen for 198 of 200 attempts (Sysmon for Linux logs only established TCP connections)" in a["attribution_note"]

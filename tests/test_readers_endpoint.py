@@ -267,3 +267,11 @@ def test_auditd_outcomes_identity_and_quarantine(tmp_path):
     assert chunks[-1].attrs["read_report"].balanced
     with pytest.raises(ParseError, match=r"audit\.log:\d+: bad saddr"):
         t1046lab.read(path, format="auditd", strict=True)
+
+
+def test_sysmon_linux_multiline_event_across_read_chunks(shared):
+    path = shared("formats/sysmon_linux_eid3.xml")
+    chunks = list(t1046lab.read(path, chunksize=3))  # the event spans 30 lines
+    df = pd.concat(chunks, ignore_index=True)
+    assert len(df) == 1 and df.iloc[0].process_pid == 581
+    assert chunks[-1].attrs["read_report"].balanced
