@@ -22,7 +22,7 @@ import pandas as pd
 
 from .alerts import validate_alerts
 
-__all__ = ["correlate", "discovery_tool_events", "DISCOVERY_TOOLS", "ATTRIBUTION_COLUMNS"]
+__all__ = ["ATTRIBUTION_COLUMNS", "DISCOVERY_TOOLS", "correlate", "discovery_tool_events"]
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +450,6 @@ def correlate(
             parts.append("discovery tool on the host during the window: " + tool_hits[aid])
         notes[aid] = "; ".join(parts)
 
-    idx = al["aid"].to_numpy()
     # a discovery tool seen on the host names the process even when no connection matched
     exe_top = dict(top_d["attributed_process_executable"])
     for aid, exe in _tool_identity(tool_rows).items():

@@ -147,7 +147,8 @@ def test_calico_flow_log_sample(shared):
     assert (allow.process_executable, allow.process_name, allow.process_pid) == ("/src/server", "server", 21842)
     assert (allow.conn_outcome, allow.calico_dest_service) == ("established", "default/cartservice")
     assert df["aggregated_count"].dtype == np.int64 and df["aggregated_count"].tolist() == [1, 1]
-    assert any("source port aggregated away in 2 rows" in n and "IP addresses aggregated away in 1 rows" in n for n in report.notes)
+    assert any("source port aggregated away in 2 rows" in n and "IP addresses aggregated away in 1 rows" in n
+               and "pod names aggregated to prefixes in 1 rows" in n for n in report.notes)
 
 
 def _calico(**kw):
@@ -195,7 +196,7 @@ def test_calico_outcomes_counts_and_reporter_merge(tmp_path):
 def test_calico_felix_syslog(shared):
     path = shared("formats/calico_felix_syslog.txt")
     assert sniff_format(path) == "calico"
-    df, report = _read(path, year=2022)
+    df, _ = _read(path, year=2022)
     assert len(df) == 2 and df["conn_outcome"].eq("denied").all() and df["policy_action"].eq("deny").all()
     assert df["source_port"].tolist() == [57312, 57314] and (df["destination_ip"] == "147.75.40.148").all()
     assert df["event_start"].iloc[0] == pd.Timestamp("2022-08-04 16:14:12", tz="UTC")

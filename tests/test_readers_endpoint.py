@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import t1046lab
 from t1046lab import schema
+from t1046lab.correlate import discovery_tool_events
 from t1046lab.exceptions import ParseError
 from t1046lab.io import sniff_format
-from t1046lab.correlate import discovery_tool_events
 from t1046lab.io.auditd import decode_saddr
 
 
@@ -219,8 +218,8 @@ def _audit_event(serial, exit_code, saddr, *, t="1700000000.123", arch="c000003e
     prefix = f"node={node} " if node else ""
     success = "yes" if exit_code == 0 else "no"
     return [
-        f"{prefix}type=SYSCALL msg=audit({t}:{serial}): arch={arch} syscall={syscall} success={success} exit={exit_code} a0=3 a1=7ffd a2=10 a3=0 "
-        f'items=0 ppid=900 pid=901 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts1 ses=2 comm="nc" exe={exe} key="net"{extra}',
+        (f"{prefix}type=SYSCALL msg=audit({t}:{serial}): arch={arch} syscall={syscall} success={success} exit={exit_code} a0=3 a1=7ffd a2=10 a3=0 "
+        f'items=0 ppid=900 pid=901 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts1 ses=2 comm="nc" exe={exe} key="net"{extra}'),
         f"{prefix}type=SOCKADDR msg=audit({t}:{serial}): saddr={saddr}",
         f"{prefix}type=PROCTITLE msg=audit({t}:{serial}): proctitle=6E63002D7A760031302E302E312E3900312D3130",
         f"{prefix}type=EOE msg=audit({t}:{serial}):",
@@ -228,7 +227,7 @@ def _audit_event(serial, exit_code, saddr, *, t="1700000000.123", arch="c000003e
 
 
 def test_auditd_outcomes_identity_and_quarantine(tmp_path):
-    v4 = lambda port: "0200" + f"{port:04X}" + "0A000109" + "0" * 16  # noqa: E731 - 10.0.1.9
+    v4 = lambda port: "0200" + f"{port:04X}" + "0A000109" + "0" * 16
     lines = ["# comment lines are not records"]
     for i, code in enumerate([0, -115, -111, -110, -113, -101, -13, -1, -99]):
         lines += _audit_event(100 + i, code, v4(1000 + i))

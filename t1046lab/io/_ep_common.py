@@ -19,7 +19,7 @@ from ..schema import Outcome
 from ._report import ReadReport
 from ._source import PathLike, iter_line_chunks
 
-__all__ = ["ERRNO_OUTCOME", "errno_outcome", "iter_json_records", "to_int", "clean_text", "decode_hex_text"]
+__all__ = ["ERRNO_OUTCOME", "clean_text", "decode_hex_text", "errno_outcome", "iter_json_records", "to_int"]
 
 #: connect() errno (positive) → outcome. Anything else → ``unknown``.
 ERRNO_OUTCOME: dict[int, str] = {

@@ -59,7 +59,7 @@ from ._ep_common import decode_hex_text, errno_outcome
 from ._report import ReadReport
 from ._source import PathLike, iter_line_chunks
 
-__all__ = ["read_auditd", "decode_saddr"]
+__all__ = ["decode_saddr", "read_auditd"]
 
 _RECORD = re.compile(rb"(?:node=(\S+) )?type=(\w+) msg=audit\((\d+(?:\.\d+)?):(\d+)\):\s?(.*)$")
 _FIELD = re.compile(r"(\w+)=(\"[^\"]*\"|'[^']*'|\S+)")

@@ -122,7 +122,7 @@ def read_calico(
 
 def _read_json(path: PathLike, report: ReadReport, chunksize: int, merge: bool) -> Iterator[pd.DataFrame]:
     yielded = False
-    stats = {"rows": 0, "no_sport": 0, "no_ip": 0, "no_dport": 0, "flows": 0}
+    stats = {"rows": 0, "no_sport": 0, "no_ip": 0, "no_dport": 0, "no_name": 0, "flows": 0}
     for lines, objects in iter_json_records(path, report, chunksize):
         rows: list[tuple] = []
         keep_lines: list[int] = []
@@ -145,6 +145,7 @@ def _read_json(path: PathLike, report: ReadReport, chunksize: int, merge: bool) 
             f"calico: {stats['rows']:,} aggregated rows stand for {stats['flows']:,} flows (aggregated_count); "
             f"source port aggregated away in {stats['no_sport']:,} rows (distinct source ports lost), "
             f"IP addresses aggregated away in {stats['no_ip']:,} rows (distinct hosts lost, only pod-name prefixes kept), "
+            f"pod names aggregated to prefixes in {stats['no_name']:,} rows, "
             f"destination port aggregated away in {stats['no_dport']:,} rows"
         )
     if not yielded:
@@ -227,6 +228,8 @@ def _json_rows(raw: pd.DataFrame, report: ReadReport, merge: bool, stats: dict[s
     stats["no_sport"] += int(frame["source_port"].isna().sum())
     stats["no_ip"] += int((frame["source_ip"].isna() | frame["destination_ip"].isna()).sum())
     stats["no_dport"] += int(frame["destination_port"].isna().sum())
+    wep = (frame["calico_source_type"] == "wep").fillna(False) | (frame["calico_dest_type"] == "wep").fillna(False)
+    stats["no_name"] += int((wep & (frame["source_k8s_pod"].isna() | frame["calico_dest_name"].isna())).sum())
     columns = {c: frame[c] for c in frame.columns if c != "action"}
     return schema.conform(columns, log_format="calico")
 
@@ -262,7 +265,7 @@ def _merge_reporters(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _read_felix(path: PathLike, report: ReadReport, chunksize: int, year: int | None) -> Iterator[pd.DataFrame]:
     if year is None:
-        year = _dt.datetime.fromtimestamp(os.path.getmtime(path), tz=_dt.timezone.utc).year
+        year = _dt.datetime.fromtimestamp(os.path.getmtime(path), tz=_dt.UTC).year
         year_noted = False
     else:
         year_noted = True

@@ -238,7 +238,7 @@ def _build(raw: pd.DataFrame, report: ReadReport, seen_keys: pd.Index) -> tuple[
     # outcomes
     proto = protocol.fillna(0).to_numpy(dtype=np.int64)
     transport = np.where(proto == 6, "tcp", np.where(proto == 17, "udp", None)).astype(object)
-    pos_tcp = pos & (st != "") & (transport == None)  # noqa: E711 - process_open_sockets: a TCP state means TCP
+    pos_tcp = pos & (st != "") & pd.isna(transport)
     transport[pos_tcp] = "tcp"
     outcome = np.full(n, "unknown", dtype=object)
     status = _text(raw["status"]).str.lower().fillna("").to_numpy(dtype=object)
