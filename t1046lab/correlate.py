@@ -577,17 +577,3 @@ def _tool_identity(hits: pd.DataFrame) -> dict[int, Any]:
         return {}
     first = hits.sort_values("t", kind="stable").drop_duplicates("aid").set_index("aid")
     return {int(a): v for a, v in first["process_executable"].items() if pd.notna(v)}
-
-
-class _CallableModule(__import__("types").ModuleType):
-    """``t1046lab.correlate`` is both this module and the function.
-
-    Importing the submodule makes Python set the package attribute ``correlate`` to the
-    module, hiding the lazily exported function; calling the module calls the function.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        return correlate(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule
