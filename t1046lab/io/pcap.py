@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import schema
 from . import register
 from ._pcap_assemble import assemble
 from ._pcap_decode import ERROR_FIELDS, PACKET_FIELDS, decode
@@ -127,8 +126,8 @@ def read_pcap(
     E = _concat(errors, ERROR_FIELDS)
     del packets, errors
     conns = assemble(P, E, report, timeout_ns=int(attempt_timeout * 1e9))
-    if len(conns) == 0:
-        yield conns if len(conns.columns) else schema.empty_frame()
+    if len(conns) <= chunksize:
+        yield conns
         return
     for lo in range(0, len(conns), chunksize):
         yield conns.iloc[lo : lo + chunksize].reset_index(drop=True)
