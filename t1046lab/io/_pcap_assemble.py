@@ -6,7 +6,7 @@ The rules (documented for users in :func:`t1046lab.io.pcap.read_pcap`):
    identifier) and sorted by time. A group splits into *flows*: TCP at a pure SYN when an
    RST or FIN was seen since the flow's last SYN, or when the SYN comes more than
    ``timeout`` after the previous packet; UDP, ICMP and other protocols when the gap
-   between packets exceeds ``timeout``.
+   between packets exceeds ``timeout``; TCP also after a silence of 5 × ``timeout``.
 2. Each flow has an initiator: the sender of its first packet, except that the sender of a
    first SYN-ACK or ICMP reply is the responder, and a TCP flow starting mid-stream takes
    the side with a port below 1024 as the responder when exactly one side has one.
@@ -45,6 +45,8 @@ _PRIORITY = np.zeros(len(_OUTCOMES), dtype=np.int8)
 _PRIORITY[[_NOREP, _ICMP, _REJ, _EST]] = [1, 2, 3, 4]
 _TRANSPORTS = list(schema.TRANSPORT_DTYPE.categories)
 _V4_MAPPED = 0xFFFF << 32
+#: A TCP flow silent for this many attempt timeouts ends (300 s with the default 60 s).
+_TCP_IDLE_FACTOR = 5
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +167,11 @@ def assemble(
     prev_c = np.zeros(nf_pk, dtype=np.int64)
     prev_c[1:] = crf[:-1]
     closed = (prev_c - before) > 0
-    new_flow = new_group | np.where(is_tcp, pure_syn & (closed | (gap > timeout_ns)), gap > timeout_ns)
+    # TCP: a new SYN after a close or a pause; any packet after a long silence (as Zeek's
+    # 5-minute TCP inactivity timeout); other protocols: a pause
+    new_flow = new_group | np.where(
+        is_tcp, (pure_syn & (closed | (gap > timeout_ns))) | (gap > _TCP_IDLE_FACTOR * timeout_ns), gap > timeout_ns
+    )
     fstart = np.flatnonzero(new_flow)
     nflows = len(fstart)
     flow_of = np.cumsum(new_flow) - 1

@@ -75,7 +75,8 @@ def read_pcap(
     attempt_timeout : float, default 60.0
         Seconds. A TCP SYN on a 5-tuple whose previous flow was closed (RST or FIN), or
         idle for longer than this, starts a new flow; UDP, ICMP and other flows end after
-        this much silence; a retried probe (same initiator, target address, port and
+        this much silence, TCP flows after five times as much (300 s by default, Zeek's
+        TCP inactivity timeout); a retried probe (same initiator, target address, port and
         protocol, even from a new source port) is merged into the previous attempt when
         it comes within this time and no try was established yet.
 
