@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import machine_line, write_section  # noqa: E402
+from benchmarks._report import machine_line, write_section
 
 FRAME = 54  # Ethernet + IPv4 + TCP without options; UDP frames carry 12 payload bytes to match
 
@@ -193,14 +193,18 @@ def main() -> None:
                 f"argus -r {path} -w - | ra -r - -n -c , -s stime dur saddr sport daddr dport proto state "
                 f"spkts dpkts sbytes dbytes > {tmp}/argus.csv"
             )
-            flows = sum(1 for _ in open(f"{tmp}/argus.csv"))
+            with open(f"{tmp}/argus.csv") as fh:
+                flows = sum(1 for _ in fh) - 1  # less the header line
             rows.append(("argus + ra (flows)", sec, cpu, f"{flows:,} flow records"))
     ours_s, ours_cpu = ours["seconds"], ours["cpu"]
     lines = [
-        f"`python benchmarks/bench_pcap.py --packets {args.packets} --random-state {args.random_state}`: a generated "
-        f"classic pcap of {n:,} packets ({size_mb:.0f} MB; TCP sessions, SYN-scan probes, DNS, unanswered UDP), "
-        "page cache warm, each tool run once in this run. Wall-clock seconds, and CPU seconds (user + system; "
-        "for pipelines, of every process in them) which are less sensitive to other load on the machine.",
+        (
+            f"`python benchmarks/bench_pcap.py --packets {args.packets} --random-state {args.random_state}`: a "
+            f"generated classic pcap of {n:,} packets ({size_mb:.0f} MB; TCP sessions, SYN-scan probes, DNS, "
+            "unanswered UDP), page cache warm, each tool run once in this run. Wall-clock seconds, and CPU seconds "
+            "(user + system; for pipelines, of every process in them) which are less sensitive to other load on "
+            "the machine."
+        ),
         "",
         f"Load average when the run started: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
         "",

@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from t1046lab.io import pcap_writer as pw  # noqa: E402
+from t1046lab.io import pcap_writer as pw
 
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z, ns
 S = 10**9
@@ -98,7 +98,7 @@ def build(random_state: int = 0) -> tuple[list[tuple[int, bytes]], list[dict]]:
     # one benign failure: a mistyped port, refused
     cap.ip(300.0, WORKSTATION, SERVER, pw.tcp(port, 8443, "S"))
     cap.ip(300.0005, SERVER, WORKSTATION, pw.tcp(8443, port, "RA"))
-    activities.append(dict(actor=WORKSTATION, activity="workstation", label="benign", scan_type="", start=0.0, end=600.0))
+    activities.append({"actor": WORKSTATION, "activity": "workstation", "label": "benign", "scan_type": "", "start": 0.0, "end": 600.0})
 
     # --- a vertical SYN scan of the server, ports 1-1024, nmap-like -------------------------------
     start = 120.0
@@ -114,7 +114,7 @@ def build(random_state: int = 0) -> tuple[list[tuple[int, bytes]], list[dict]]:
             cap.ip(t + 1.0, SCANNER, SERVER, pw.tcp(41001, p, "S", seq=0xABC0DE))  # retry from a new port
         else:
             cap.ip(t + 0.0003, SERVER, SCANNER, pw.tcp(p, 41000, "RA", ack=0xABC0DF))
-    activities.append(dict(actor=SCANNER, activity="syn-scan", label="scan", scan_type="vertical", start=start, end=t + 1.0))
+    activities.append({"actor": SCANNER, "activity": "syn-scan", "label": "scan", "scan_type": "vertical", "start": start, "end": t + 1.0})
 
     # --- a UDP scan of the server's 60 common UDP ports ------------------------------------------
     start = t + 30.0
@@ -132,7 +132,7 @@ def build(random_state: int = 0) -> tuple[list[tuple[int, bytes]], list[dict]]:
             cap.ip(t + 1.2, SCANNER, SERVER, pw.udp(52001, p, b""))  # ICMP rate limit: no answer, one retry
         else:
             cap.ip(t + 0.001, SERVER, SCANNER, pw.icmp(3, 3, quote=probe))
-    activities.append(dict(actor=SCANNER, activity="udp-scan", label="scan", scan_type="udp", start=start, end=t + 1.2))
+    activities.append({"actor": SCANNER, "activity": "udp-scan", "label": "scan", "scan_type": "udp", "start": start, "end": t + 1.2})
 
     # --- a ping sweep of 192.168.56.0/24 ---------------------------------------------------------
     start = t + 30.0
@@ -145,7 +145,7 @@ def build(random_state: int = 0) -> tuple[list[tuple[int, bytes]], list[dict]]:
         cap.ip(t, SCANNER, target, pw.icmp(8, 0, ident=0x4D2, seq=h))
         if target in LIVE:
             cap.ip(t + 0.0005, target, SCANNER, pw.icmp(0, 0, ident=0x4D2, seq=h))
-    activities.append(dict(actor=SCANNER, activity="ping-sweep", label="scan", scan_type="icmp_sweep", start=start, end=t))
+    activities.append({"actor": SCANNER, "activity": "ping-sweep", "label": "scan", "scan_type": "icmp_sweep", "start": start, "end": t})
 
     cap.packets.sort(key=lambda x: x[0])
     return cap.packets, activities
@@ -170,7 +170,7 @@ def main() -> None:
 def _iso(seconds: float) -> str:
     import datetime as dt
 
-    return (dt.datetime.fromtimestamp(T0 / S, dt.timezone.utc) + dt.timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+    return (dt.datetime.fromtimestamp(T0 / S, dt.UTC) + dt.timedelta(seconds=seconds)).isoformat(timespec="microseconds")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ._pcap_decode import KIND_FLOW, KIND_QUERY, KIND_REPLY, KIND_UNREACH
+from ._pcap_decode import KIND_QUERY, KIND_REPLY, KIND_UNREACH
 from ._report import ReadReport
 
 __all__ = ["assemble"]
@@ -76,7 +76,7 @@ def _address_ids(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     if not hi.any() and ((lo >> np.uint64(32)) == np.uint64(0xFFFF)).all():
         return (lo & np.uint64(0xFFFFFFFF)).astype(np.int64)
     clo, ulo = _factorize(lo)
-    chi, uhi = _factorize(hi)
+    chi, _ = _factorize(hi)
     return _factorize(chi * len(ulo) + clo)[0]
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._report import ReadReport
 
-__all__ = ["Frames", "iter_frames", "CLASSIC_MAGICS", "is_capture"]
+__all__ = ["CLASSIC_MAGICS", "Frames", "is_capture", "iter_frames"]
 
 #: Classic pcap magics as they appear in the file: (bytes, byte order, nanosecond?).
 CLASSIC_MAGICS = {
@@ -482,7 +482,7 @@ def _frame_pcapng(win: _Window, head: bytes, report: ReadReport, window_bytes: i
                 report.bad("truncated pcapng block header at end of file", offset=base + p, excerpt=bytes(b[p:p + 12]))
                 p = len(b)
                 break
-            btype, blen = struct.unpack_from(bo + "II", b, p)
+            _, blen = struct.unpack_from(bo + "II", b, p)
             if bytes(b[p:p + 4]) == _PCAPNG_SHB and p + 12 <= len(b):
                 other = "<" if bytes(b[p + 8:p + 12]) == b"\x4d\x3c\x2b\x1a" else (">" if bytes(b[p + 8:p + 12]) == b"\x1a\x2b\x3c\x4d" else None)
                 if other is not None and other != bo:

@@ -35,7 +35,7 @@ from ._pcap_frames import is_capture, iter_frames
 from ._report import ReadReport
 from ._source import PathLike, open_binary
 
-__all__ = ["read_pcap", "DEFAULT_ATTEMPT_TIMEOUT"]
+__all__ = ["DEFAULT_ATTEMPT_TIMEOUT", "read_pcap"]
 
 #: Seconds: a probe retried within this time of the previous try is the same attempt, and a
 #: UDP/ICMP exchange idle for longer ends (Zeek's UDP inactivity timeout is also 60 s).
@@ -45,7 +45,7 @@ DEFAULT_ATTEMPT_TIMEOUT = 60.0
 
 # bytes per window: about 96 bytes a packet, bounded so that memory stays moderate
 _MIN_WINDOW = 1 << 20
-_MAX_WINDOW = 64 << 20
+_MAX_WINDOW = 16 << 20
 
 
 def _sniff(head: bytes, name: str) -> bool:
