@@ -134,7 +134,9 @@ def assemble(
     key_all = _mix(lo_ep_all, hi_ep_all, proto_all)
     key, ekey = key_all[:n], key_all[n:]
     lo_ep, hi_ep = lo_ep_all[:n], hi_ep_all[:n]
+    e_lo, e_hi = lo_ep_all[n:].copy(), hi_ep_all[n:].copy()
     a_sends = ep_s[:n] <= ep_d[:n]
+    del ids, ep_s, ep_d, proto_all  # memory: packet-sized temporaries go as soon as they are used
 
     # --- flows --------------------------------------------------------------------------------
     kind = P["kind"]
@@ -159,6 +161,7 @@ def assemble(
     pure_syn = is_tcp & ((fl & 0x12) == 0x02)
     rf = (is_tcp & ((fl & 0x05) != 0)).astype(np.int64)
     crf = np.cumsum(rf)
+    del rf
     pos = np.arange(nf_pk)
     anchor = np.maximum.accumulate(np.where(pure_syn | new_group, pos, 0))
     prev_anchor = np.zeros(nf_pk, dtype=np.int64)
@@ -167,6 +170,7 @@ def assemble(
     prev_c = np.zeros(nf_pk, dtype=np.int64)
     prev_c[1:] = crf[:-1]
     closed = (prev_c - before) > 0
+    del crf, pos, anchor, prev_anchor, before, prev_c
     # TCP: a new SYN after a close or a pause; any packet after a long silence (as Zeek's
     # 5-minute TCP inactivity timeout); other protocols: a pause
     new_flow = new_group | np.where(
@@ -175,6 +179,7 @@ def assemble(
     fstart = np.flatnonzero(new_flow)
     nflows = len(fstart)
     flow_of = np.cumsum(new_flow) - 1
+    del new_group, gap, pure_syn, closed, new_flow, is_tcp, pr
 
     first = order[fstart]
     f_proto = P["proto"][first].astype(np.int64)
@@ -204,6 +209,8 @@ def assemble(
     resp_nonrst = np.add.reduceat((~from_init & ((fl & 0x04) == 0)).astype(np.int64), fstart) > 0
     t_first = t[fstart]
     t_last = t[np.append(fstart[1:], nf_pk) - 1]
+    fkey, f_lo, f_hi = k[fstart], k_lo[fstart], k_hi[fstart]
+    del flow_of, from_init, nb, fl, t, k, k_lo, k_hi, key_all, lo_ep_all, hi_ep_all, key, lo_ep, hi_ep, a_sends
 
     # endpoints of the initiator and responder
     f_sid, f_did = sid[first], did[first]
@@ -232,7 +239,6 @@ def assemble(
         ets = ts[E["pkt"]]
         readable = E["q_sport"] >= 0
         # merge flows (sorted by key, start) and errors by (key, time): the last flow before each error
-        fkey = k[fstart]
         keys = np.concatenate([fkey, ekey])
         times = np.concatenate([t_first, ets])
         is_err = np.concatenate([np.zeros(nflows, bool), np.ones(m, bool)])
@@ -243,8 +249,7 @@ def assemble(
         cand[(o[is_err[o]] - nflows)] = last[is_err[o]]
         ok = readable & (cand >= 0)
         c = np.maximum(cand, 0)
-        f_lo, f_hi = k_lo[fstart], k_hi[fstart]
-        ok &= (fkey[c] == ekey) & (f_lo[c] == lo_ep_all[n:]) & (f_hi[c] == hi_ep_all[n:]) & (i_id[c] == qsid) & (i_port[c] == np.where(np.isin(E["q_proto"], (6, 17)), E["q_sport"], i_port[c]))
+        ok &= (fkey[c] == ekey) & (f_lo[c] == e_lo) & (f_hi[c] == e_hi) & (i_id[c] == qsid) & (i_port[c] == np.where(np.isin(E["q_proto"], (6, 17)), E["q_sport"], i_port[c]))
         hit = c[ok]
         e_pk = E["pkt"][ok]
         np.add.at(dst_pk, hit, 1)

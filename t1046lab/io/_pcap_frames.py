@@ -6,8 +6,14 @@ starts (positions whose header is plausible), the next offset of every candidate
 computed, and the chain is followed from a known record start:
 
 * usually the chain visits consecutive candidates, which one pass detects;
-* otherwise (a plausible-looking header inside packet data) the chain is followed by
-  pointer doubling (list ranking), O(n log n) numpy operations.
+* otherwise (plausible-looking headers inside packet data), candidates that nothing points
+  to are pruned a few rounds (O(n) each), which leaves the chain in practice;
+* failing that, the chain is followed by pointer doubling (list ranking), O(n log n).
+
+Classic pcap candidates are found with a first pass over single bytes (the most
+significant byte of the seconds field must match the time of the previous window's last
+record, within about 194 days) and then full header checks on the survivors; pcapng
+candidates need a known block type and the block length repeated at the block's end.
 
 Where the chain breaks inside the file (a corrupt header), the header is inspected once in
 Python: a valid record of an unusual kind (a pcapng block type we do not list, a clock
@@ -51,8 +57,6 @@ _RESYNC_CHAIN = 4
 #: (the previous window's last record; a larger jump is checked and followed one record at a time).
 _TS_BEFORE = 1 << 16
 _TS_AFTER = 1 << 24
-#: pcapng block types recognised as candidates.
-_NG_TYPES = (1, 2, 3, 4, 5, 6, 0x0A0D0D0A)
 
 
 def is_capture(head: bytes) -> bool:
@@ -250,10 +254,6 @@ class _Classic:
     linktype: int
     t_ref: int = 0
 
-    def header_ok(self, sec: np.ndarray, frac: np.ndarray, cap: np.ndarray, orig: np.ndarray) -> np.ndarray:
-        near = ((sec.astype(np.int64) - self.t_ref) >= -_TS_BEFORE) & ((sec.astype(np.int64) - self.t_ref) <= _TS_AFTER)
-        return near & (frac < self.frac_max) & (cap <= self.maxcap) & (cap <= orig)
-
     def candidates(self, b: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         lo_t = max(self.t_ref - _TS_BEFORE, 0)
         hi_t = min(self.t_ref + _TS_AFTER, 0xFFFFFFFF)
@@ -429,7 +429,7 @@ class _Iface:
 
 
 def _ng_candidates(b: np.ndarray, lo: int, hi: int, bo: str) -> tuple[np.ndarray, np.ndarray]:
-    pos = _scan(b, lo, hi, bo, lambda v: ((v >= 1) & (v <= 6)) | (v == 0x0A0D0D0A))
+    pos = _scan(b, lo, hi, bo, lambda v: ((v >= 1) & (v <= 6)) | (v == 0x0A0D0D0A))  # IDB..EPB, SHB
     pos = pos[pos + 12 <= len(b)]
     length = _u32(b, pos + 4, bo).astype(np.int64)
     ok = (length % 4 == 0) & (length >= 12) & (length <= _MAX_BLOCK) & (pos + length <= len(b))
