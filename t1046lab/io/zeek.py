@@ -528,7 +528,8 @@ def _convert(raw: pd.DataFrame, log_format: str) -> tuple[dict[str, Any], _Check
         bad_type = given & ~np.isfinite(values)
         check.fail(bad_type, f"{name} is not {what}")
         ok = np.isfinite(values)
-        out_of_range = ok & ((values < low) | (values > high) | ((values % 1 != 0) if integer else False))
+        with np.errstate(invalid="ignore"):
+            out_of_range = ok & ((values < low) | (values > high) | ((values % 1 != 0) if integer else False))
         check.fail(out_of_range, f"{name} is out of range" if not integer else f"{name} is not {what}")
         values = values.copy()
         values[bad_type | out_of_range] = np.nan
@@ -693,8 +694,8 @@ def _header_line(text: str, line_no: int, header: _Header, report: ReadReport, s
             header.problem = f"the #fields header on line {line_no} repeats a field name"
         elif missing:
             header.problem = f"the #fields header on line {line_no} lacks {', '.join(missing)}"
-        if header.problem and report.strict:
-            return header.problem
+        if header.problem:
+            return header.problem  # the line itself is quarantined, and the records under it
     elif key == "types":
         if header.fields is not None and len(rest.split(header.separator)) != len(header.fields):
             report.note(f"a #types header (line {line_no}) does not match its #fields; types are not used")
