@@ -34,7 +34,7 @@ from t1046lab.io.canonical import write_canonical
 
 from conftest import shared_file
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 KINDS = ("truncate", "insert", "overwrite", "fields", "utf8", "header", "type")
 LOCAL_KINDS = ("fields", "utf8", "type")  # damage confined to one line
 
@@ -225,18 +225,21 @@ def _check(fmt: str, kind: str, target: int | None, must_reject: bool, data: byt
             pd.testing.assert_frame_equal(strict, df)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.data())
 def test_zeek_tsv_survives_corruption(data):
     _check("zeek", *data.draw(corruptions("zeek")))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.data())
 def test_zeek_json_survives_corruption(data):
     _check("zeek-json", *data.draw(corruptions("zeek-json")))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.data())
 def test_canonical_csv_survives_corruption(data):
