@@ -345,8 +345,12 @@ def test_header_missing_a_required_field_quarantines_its_block(shared, tmp_path)
     with pytest.warns(DataQualityWarning):
         df = read(target)
     report = df.attrs["read_report"]
-    assert len(df) == 0 and report.records_seen == report.records_quarantined == 10
-    assert "lacks id.orig_h" in next(iter(report.quarantine_reasons))
+    # the damaged #fields line itself and the 10 records under it
+    assert len(df) == 0 and report.records_seen == report.records_quarantined == 11
+    assert report.quarantine_reasons == {
+        "the #fields header on line 7 lacks id.orig_h": 1,
+        "the #fields header on line 7 lacks id.orig_h (its records cannot be read)": 10,
+    }
     with pytest.raises(ParseError) as info:
         read(target, strict=True)
     assert info.value.line == 7  # the #fields line
