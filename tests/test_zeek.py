@@ -417,3 +417,31 @@ def test_outcome_table_covers_every_zeek_state():
     assert set(CONN_STATE_OUTCOMES) == {"S0", "S1", "S2", "S3", "SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"}
     for state, rule in CONN_STATE_OUTCOMES.items():
         assert rule.meaning and rule.tcp in schema.Outcome and rule.udp in schema.Outcome, state
+
+
+def test_iot23_label_layout(strato, tmp_path):
+    """IoT-23 (Stratosphere) writes its last three columns as one tab field whose names and
+    values are separated by three spaces: "tunnel_parents   label   detailed-label"."""
+    path, df = strato
+    out = []
+    for line in path.read_text("utf-8").splitlines():
+        if line.startswith("#fields") or line.startswith("#types") or not line.startswith("#"):
+            *rest, tunnel, label, detailed = line.split("\t")
+            if line.startswith("#fields"):
+                detailed = "detailed-label"
+            out.append("\t".join(rest + ["   ".join([tunnel, label, detailed])]))
+        else:
+            out.append(line)
+    out[20] = out[20].replace("   Malicious   ", "   ")  # one record with a value missing
+    target = tmp_path / "conn.log.labeled"
+    target.write_text("\n".join(out) + "\n")
+    with pytest.warns(DataQualityWarning):
+        iot = read(target)
+    report = iot.attrs["read_report"]
+    assert report.records_seen == 5663 and len(iot) == 5662
+    assert report.quarantine_frame()["line"].tolist() == [21]
+    assert "2 space-separated values" in report.quarantine_frame()["reason"].iloc[0] or "found 2" in report.quarantine_frame()["reason"].iloc[0]
+    expected = df.drop(index=20 - 8).reset_index(drop=True)
+    pd.testing.assert_series_equal(iot["dataset_label"], expected["dataset_label"])
+    assert Counter(iot["dataset_detailed_label"]) == Counter(expected["dataset_detailed_label"])
+    pd.testing.assert_series_equal(iot["conn_outcome"], expected["conn_outcome"])

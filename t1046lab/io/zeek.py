@@ -653,6 +653,9 @@ class _Header:
     unset_field: str = "-"
     fields: list[str] | None = None
     fields_line: int = 0
+    # IoT-23 quirk: a "#fields" entry holding several names separated by spaces
+    # ("tunnel_parents   label   detailed-label"), whose values are space-separated too
+    compound: dict[int, list[str]] = dataclasses.field(default_factory=dict)
     problem: str | None = None  # why records under this header cannot be read
 
     def reset(self, separator: str = "\t", problem: str | None = None) -> None:
@@ -689,7 +692,12 @@ def _header_line(text: str, line_no: int, header: _Header, report: ReadReport, s
     if key == "fields":
         fields = rest.split(header.separator) if rest else []
         header.fields, header.fields_line, header.problem = fields, line_no, None
-        missing = [f for f in _REQUIRED if f not in fields]
+        header.compound = {i: f.split() for i, f in enumerate(fields) if len(f.split()) > 1}
+        if header.compound:
+            report.note("a #fields entry holds several space-separated names (the IoT-23 label layout); its values are split on spaces")
+        names = [n for i, f in enumerate(fields) for n in header.compound.get(i, [f])]
+        missing = [f for f in _REQUIRED if f not in names]
+        fields = names
         if len(set(fields)) != len(fields):
             header.problem = f"the #fields header on line {line_no} repeats a field name"
         elif missing:
@@ -801,16 +809,37 @@ def _tsv_segment(block: _Block, idx: np.ndarray, header: _Header, report: ReadRe
         if len(idx) == 0:
             return None
         data = _line_bytes(block, idx)
-        wanted = [i for i, f in enumerate(header.fields) if f in _WANTED]
+        wanted = [i for i, f in enumerate(header.fields) if f in _WANTED or _WANTED.intersection(header.compound.get(i, ()))]
         table = _parse_fields(data, header.separator, n_fields, wanted) if len(sep) == 1 and sep != b"\n" else None
         if table is None or len(table) != len(idx):
             table = _split_fallback(data, header.separator, n_fields)[wanted]
         table.columns = [header.fields[i] for i in wanted]
         table = table.astype(_TEXT) if table.dtypes.eq(object).any() else table
+        for i in wanted:
+            if i in header.compound:
+                table, idx = _split_compound(table, idx, header.fields[i], header.compound[i], bad)
         table = table.mask(table == header.unset_field).mask(table == header.empty_field, "")
         return _emit(table, idx, bad, report, log_format)
     finally:
         bad.flush()
+
+
+def _split_compound(table: pd.DataFrame, idx: np.ndarray, column: str, names: list[str], bad: _Bad) -> tuple[pd.DataFrame, np.ndarray]:
+    """Split an IoT-23 style compound column on runs of blanks; quarantine rows that do not
+    hold one value per name."""
+    parts = table[column].astype("object").str.split(n=len(names) - 1)
+    counts = parts.str.len().fillna(0).to_numpy(dtype=np.int64)
+    wrong = counts != len(names)
+    for count in np.unique(counts[wrong]):
+        bad.add(f"expected {len(names)} space-separated values in {column!r}, found {int(count)}", idx[wrong & (counts == count)])
+    keep = ~wrong
+    table, parts, idx = table[keep], parts[keep], idx[keep]
+    values = pd.DataFrame(parts.tolist(), index=table.index, columns=names) if len(parts) else pd.DataFrame(columns=names, index=table.index)
+    table = table.drop(columns=column)
+    for name in names:
+        if name in _WANTED:
+            table[name] = values[name].astype(_TEXT)
+    return table.reset_index(drop=True), idx
 
 
 def _iter_records(
