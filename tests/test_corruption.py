@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,8 +32,6 @@ from t1046lab import schema
 from t1046lab.exceptions import DataQualityWarning, ParseError
 from t1046lab.io import read
 from t1046lab.io.canonical import write_canonical
-
-from conftest import shared_file
 
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 KINDS = ("truncate", "insert", "overwrite", "fields", "utf8", "header", "type")

@@ -30,7 +30,7 @@ _ESTABLISHED = {"S1", "SF", "S2", "S3", "RSTO", "RSTR"}
 
 def _bare_syn(history: str) -> bool:
     """Only originator SYN (and RST/FIN/other upper-case letters but A and D), nothing back."""
-    body = history[1:] if history.startswith("^") else history
+    body = history.removeprefix("^")
     return "S" in body and not any(c.islower() or c in "AD" for c in body)
 
 
@@ -425,11 +425,11 @@ def test_iot23_label_layout(strato, tmp_path):
     path, df = strato
     out = []
     for line in path.read_text("utf-8").splitlines():
-        if line.startswith("#fields") or line.startswith("#types") or not line.startswith("#"):
+        if line.startswith(("#fields", "#types")) or not line.startswith("#"):
             *rest, tunnel, label, detailed = line.split("\t")
             if line.startswith("#fields"):
                 detailed = "detailed-label"
-            out.append("\t".join(rest + ["   ".join([tunnel, label, detailed])]))
+            out.append("\t".join(rest + [f"{tunnel}   {label}   {detailed}"]))
         else:
             out.append(line)
     out[20] = out[20].replace("   Malicious   ", "   ")  # one record with a value missing

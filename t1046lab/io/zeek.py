@@ -681,7 +681,7 @@ def _header_line(text: str, line_no: int, header: _Header, report: ReadReport, s
             return f"damaged #separator header: {text[:60]!r}"
         header.reset(separator=value)
         return None
-    key, sep, rest = text[1:].partition(header.separator)
+    key, _sep, rest = text[1:].partition(header.separator)
     if key not in _DIRECTIVES:
         key2, _, rest2 = text[1:].partition(" ")
         if key2 in _DIRECTIVES:
