@@ -153,16 +153,16 @@ def corruptions(draw, fmt: str):
         elif kind == "type" and fmt == "zeek-json":
             record = json.loads(line)
             key = draw(st.sampled_from(sorted(k for k in ("ts", "id.orig_p", "id.resp_p", "id.orig_h", "duration", "orig_bytes", "resp_pkts", "conn_state", "proto") if k in record)))
-            value = draw(st.sampled_from(["x1", [1], {"a": 1}, True, -5, 1e300]))
+            value = draw(st.sampled_from(["x1", [1], {"a": 1}, True, -5, 1e300, None]))
             record[key] = value
-            must_reject = _must_reject(key, value)
+            must_reject = _must_reject(key, value, fmt)
             line = json.dumps(record).encode()
         else:  # a value of the wrong type in a field the reader checks
             parts = line.split(sep)
             where = draw(st.sampled_from(checked))
-            value = draw(st.sampled_from([b"x1", b"1.5.5", b"99999999999", b"-3", b"1e400", b"nan"]))
+            value = draw(st.sampled_from([b"x1", b"1.5.5", b"99999999999", b"-3", b"1e400", b"nan", b"-"]))
             parts[where] = value
-            must_reject = _must_reject(_field_name(fmt, where), value.decode())
+            must_reject = _must_reject(_field_name(fmt, where), value.decode(), fmt)
             line = sep.join(parts)
         data = b"\n".join(lines[:target] + [line] + lines[target + 1 :])
     return kind, target, must_reject, data
@@ -175,11 +175,14 @@ def _field_name(fmt: str, position: int) -> str:
     return names[position]
 
 
-def _must_reject(field: str, value) -> bool:
+def _must_reject(field: str, value, fmt: str) -> bool:
     """Would every careful reader reject this value in this field? Text that is not a
     number, JSON arrays, objects and booleans: always. Huge numbers: in ports and times
     (a 3,000-year duration or a huge byte count is absurd but representable). Negative
-    numbers: everywhere but timestamps (1969 is representable)."""
+    numbers: everywhere but timestamps (1969 is representable). Zeek's unset marker ("-",
+    JSON null): only in the fields a record cannot do without (it is garbage in a CSV)."""
+    if value is None or value == "-":
+        return fmt == "canonical" or field in ("ts", "id.orig_h", "id.resp_h", "proto")
     if isinstance(value, (list, dict, bool)) or value in ("x1", "1.5.5", "1e400", "nan"):
         return True
     big = value in (1e300, "99999999999")

@@ -445,3 +445,24 @@ def test_iot23_label_layout(strato, tmp_path):
     pd.testing.assert_series_equal(iot["dataset_label"], expected["dataset_label"])
     assert Counter(iot["dataset_detailed_label"]) == Counter(expected["dataset_detailed_label"])
     pd.testing.assert_series_equal(iot["conn_outcome"], expected["conn_outcome"])
+
+
+def test_unset_conn_state_and_history_give_unknown(shared, tmp_path):
+    path = shared(FORMATS + "zeek_conn_portscan_horizontal.log")
+    lines = path.read_text("utf-8").splitlines()
+    parts = lines[9].split("\t")
+    parts[11], parts[15] = "-", "-"  # conn_state, history unset
+    lines[9] = "\t".join(parts)
+    target = tmp_path / "conn.log"
+    target.write_text("\n".join(lines) + "\n")
+    df = read(target)
+    _clean(df)
+    assert df["conn_outcome"].iloc[1] == "unknown" and pd.isna(df["zeek_conn_state"].iloc[1])
+    rows = _json_rows(shared(FORMATS + "zeek_conn.json"))
+    for r in rows:
+        r.pop("conn_state"), r.pop("history")
+    target = tmp_path / "conn.json"
+    target.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    df = read(target)
+    _clean(df)
+    assert (df["conn_outcome"] == "unknown").all()

@@ -210,7 +210,7 @@ def conn_outcomes(transport: np.ndarray, conn_state: pd.Series, history: pd.Seri
     """
     n = len(transport)
     out = np.full(n, _U.value, dtype=object)
-    state = conn_state.astype("object").to_numpy()
+    state = conn_state.astype("object").fillna("").to_numpy(dtype=object)  # NA would not compare
     hist = history.astype("string")
     known_hist = hist.notna().to_numpy()
     tests = {name: _matching(hist, rx, full=False) for name, rx in HISTORY_TESTS.items()}
