@@ -466,3 +466,15 @@ def test_unset_conn_state_and_history_give_unknown(shared, tmp_path):
     df = read(target)
     _clean(df)
     assert (df["conn_outcome"] == "unknown").all()
+
+
+def test_record_damaged_into_a_comment_is_not_dropped(shared, tmp_path):
+    path = shared(FORMATS + "zeek_conn_portscan_horizontal.log")
+    lines = path.read_text("utf-8").splitlines()
+    lines[12] = "#" + lines[12][1:]  # the first byte of a record overwritten with '#'
+    target = tmp_path / "conn.log"
+    target.write_text("\n".join(lines) + "\n")
+    with pytest.warns(DataQualityWarning):
+        df = read(target)
+    report = df.attrs["read_report"]
+    assert len(df) == 9 and report.records_seen == 10 and report.quarantine_frame()["line"].tolist() == [13]

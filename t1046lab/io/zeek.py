@@ -686,6 +686,8 @@ def _header_line(text: str, line_no: int, header: _Header, report: ReadReport, s
         key2, _, rest2 = text[1:].partition(" ")
         if key2 in _DIRECTIVES:
             key, rest = key2, rest2  # e.g. btest-masked "#open XXXX"
+        elif header.fields and text.count(header.separator) == len(header.fields) - 1 and not text.startswith("# "):
+            return "a record whose line starts with '#' (damaged?)"  # as many fields as a record: not a comment
         else:
             state["comments"] += 1
             return None  # a free comment, not a Zeek directive
