@@ -11,9 +11,9 @@ canonical ``label`` column is not invented here).
 
 Both readers work on blocks of bytes with numpy: lines, header lines, field counts and
 non-ASCII bytes are found with array operations on the block; the well-formed lines of a
-header block are parsed in one ``pd.read_csv`` call (JSON: one ``pd.read_json`` call per
-chunk, falling back to ``json.loads`` per line only for a chunk that fails) and their values
-are converted and checked column by column. Malformed records are quarantined with their
+header block are parsed in one call to Arrow's CSV parser (``pd.read_csv`` without
+pyarrow; JSON: one ``pd.read_json`` call per chunk, falling back to ``json.loads`` per line
+only for a chunk that fails) and their values are converted and checked column by column. Malformed records are quarantined with their
 line number; ``strict=True`` raises :class:`~t1046lab.exceptions.ParseError` instead.
 """
 
