@@ -30,7 +30,7 @@ _ESTABLISHED = {"S1", "SF", "S2", "S3", "RSTO", "RSTR"}
 
 def _bare_syn(history: str) -> bool:
     """Only originator SYN (and RST/FIN/other upper-case letters but A and D), nothing back."""
-    body = history[1:] if history.startswith("^") else history
+    body = history.removeprefix("^")
     return "S" in body and not any(c.islower() or c in "AD" for c in body)
 
 
@@ -345,8 +345,12 @@ def test_header_missing_a_required_field_quarantines_its_block(shared, tmp_path)
     with pytest.warns(DataQualityWarning):
         df = read(target)
     report = df.attrs["read_report"]
-    assert len(df) == 0 and report.records_seen == report.records_quarantined == 10
-    assert "lacks id.orig_h" in next(iter(report.quarantine_reasons))
+    # the damaged #fields line itself and the 10 records under it
+    assert len(df) == 0 and report.records_seen == report.records_quarantined == 11
+    assert report.quarantine_reasons == {
+        "the #fields header on line 7 lacks id.orig_h": 1,
+        "the #fields header on line 7 lacks id.orig_h (its records cannot be read)": 10,
+    }
     with pytest.raises(ParseError) as info:
         read(target, strict=True)
     assert info.value.line == 7  # the #fields line
@@ -413,3 +417,64 @@ def test_outcome_table_covers_every_zeek_state():
     assert set(CONN_STATE_OUTCOMES) == {"S0", "S1", "S2", "S3", "SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"}
     for state, rule in CONN_STATE_OUTCOMES.items():
         assert rule.meaning and rule.tcp in schema.Outcome and rule.udp in schema.Outcome, state
+
+
+def test_iot23_label_layout(strato, tmp_path):
+    """IoT-23 (Stratosphere) writes its last three columns as one tab field whose names and
+    values are separated by three spaces: "tunnel_parents   label   detailed-label"."""
+    path, df = strato
+    out = []
+    for line in path.read_text("utf-8").splitlines():
+        if line.startswith(("#fields", "#types")) or not line.startswith("#"):
+            *rest, tunnel, label, detailed = line.split("\t")
+            if line.startswith("#fields"):
+                detailed = "detailed-label"
+            out.append("\t".join(rest + [f"{tunnel}   {label}   {detailed}"]))
+        else:
+            out.append(line)
+    out[20] = out[20].replace("   Malicious   ", "   ")  # one record with a value missing
+    target = tmp_path / "conn.log.labeled"
+    target.write_text("\n".join(out) + "\n")
+    with pytest.warns(DataQualityWarning):
+        iot = read(target)
+    report = iot.attrs["read_report"]
+    assert report.records_seen == 5663 and len(iot) == 5662
+    assert report.quarantine_frame()["line"].tolist() == [21]
+    assert "2 space-separated values" in report.quarantine_frame()["reason"].iloc[0] or "found 2" in report.quarantine_frame()["reason"].iloc[0]
+    expected = df.drop(index=20 - 8).reset_index(drop=True)
+    pd.testing.assert_series_equal(iot["dataset_label"], expected["dataset_label"])
+    assert Counter(iot["dataset_detailed_label"]) == Counter(expected["dataset_detailed_label"])
+    pd.testing.assert_series_equal(iot["conn_outcome"], expected["conn_outcome"])
+
+
+def test_unset_conn_state_and_history_give_unknown(shared, tmp_path):
+    path = shared(FORMATS + "zeek_conn_portscan_horizontal.log")
+    lines = path.read_text("utf-8").splitlines()
+    parts = lines[9].split("\t")
+    parts[11], parts[15] = "-", "-"  # conn_state, history unset
+    lines[9] = "\t".join(parts)
+    target = tmp_path / "conn.log"
+    target.write_text("\n".join(lines) + "\n")
+    df = read(target)
+    _clean(df)
+    assert df["conn_outcome"].iloc[1] == "unknown" and pd.isna(df["zeek_conn_state"].iloc[1])
+    rows = _json_rows(shared(FORMATS + "zeek_conn.json"))
+    for r in rows:
+        r.pop("conn_state"), r.pop("history")
+    target = tmp_path / "conn.json"
+    target.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    df = read(target)
+    _clean(df)
+    assert (df["conn_outcome"] == "unknown").all()
+
+
+def test_record_damaged_into_a_comment_is_not_dropped(shared, tmp_path):
+    path = shared(FORMATS + "zeek_conn_portscan_horizontal.log")
+    lines = path.read_text("utf-8").splitlines()
+    lines[12] = "#" + lines[12][1:]  # the first byte of a record overwritten with '#'
+    target = tmp_path / "conn.log"
+    target.write_text("\n".join(lines) + "\n")
+    with pytest.warns(DataQualityWarning):
+        df = read(target)
+    report = df.attrs["read_report"]
+    assert len(df) == 9 and report.records_seen == 10 and report.quarantine_frame()["line"].tolist() == [13]

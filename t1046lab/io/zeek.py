@@ -11,9 +11,9 @@ canonical ``label`` column is not invented here).
 
 Both readers work on blocks of bytes with numpy: lines, header lines, field counts and
 non-ASCII bytes are found with array operations on the block; the well-formed lines of a
-header block are parsed in one ``pd.read_csv`` call (JSON: one ``pd.read_json`` call per
-chunk, falling back to ``json.loads`` per line only for a chunk that fails) and their values
-are converted and checked column by column. Malformed records are quarantined with their
+header block are parsed in one call to Arrow's CSV parser (``pd.read_csv`` without
+pyarrow; JSON: one ``pd.read_json`` call per chunk, falling back to ``json.loads`` per line
+only for a chunk that fails) and their values are converted and checked column by column. Malformed records are quarantined with their
 line number; ``strict=True`` raises :class:`~t1046lab.exceptions.ParseError` instead.
 """
 
@@ -210,7 +210,7 @@ def conn_outcomes(transport: np.ndarray, conn_state: pd.Series, history: pd.Seri
     """
     n = len(transport)
     out = np.full(n, _U.value, dtype=object)
-    state = conn_state.astype("object").to_numpy()
+    state = conn_state.astype("object").fillna("").to_numpy(dtype=object)  # NA would not compare
     hist = history.astype("string")
     known_hist = hist.notna().to_numpy()
     tests = {name: _matching(hist, rx, full=False) for name, rx in HISTORY_TESTS.items()}
@@ -528,7 +528,8 @@ def _convert(raw: pd.DataFrame, log_format: str) -> tuple[dict[str, Any], _Check
         bad_type = given & ~np.isfinite(values)
         check.fail(bad_type, f"{name} is not {what}")
         ok = np.isfinite(values)
-        out_of_range = ok & ((values < low) | (values > high) | ((values % 1 != 0) if integer else False))
+        with np.errstate(invalid="ignore"):
+            out_of_range = ok & ((values < low) | (values > high) | ((values % 1 != 0) if integer else False))
         check.fail(out_of_range, f"{name} is out of range" if not integer else f"{name} is not {what}")
         values = values.copy()
         values[bad_type | out_of_range] = np.nan
@@ -652,6 +653,9 @@ class _Header:
     unset_field: str = "-"
     fields: list[str] | None = None
     fields_line: int = 0
+    # IoT-23 quirk: a "#fields" entry holding several names separated by spaces
+    # ("tunnel_parents   label   detailed-label"), whose values are space-separated too
+    compound: dict[int, list[str]] = dataclasses.field(default_factory=dict)
     problem: str | None = None  # why records under this header cannot be read
 
     def reset(self, separator: str = "\t", problem: str | None = None) -> None:
@@ -677,24 +681,31 @@ def _header_line(text: str, line_no: int, header: _Header, report: ReadReport, s
             return f"damaged #separator header: {text[:60]!r}"
         header.reset(separator=value)
         return None
-    key, sep, rest = text[1:].partition(header.separator)
+    key, _sep, rest = text[1:].partition(header.separator)
     if key not in _DIRECTIVES:
         key2, _, rest2 = text[1:].partition(" ")
         if key2 in _DIRECTIVES:
             key, rest = key2, rest2  # e.g. btest-masked "#open XXXX"
+        elif header.fields and text.count(header.separator) == len(header.fields) - 1 and not text.startswith("# "):
+            return "a record whose line starts with '#' (damaged?)"  # as many fields as a record: not a comment
         else:
             state["comments"] += 1
             return None  # a free comment, not a Zeek directive
     if key == "fields":
         fields = rest.split(header.separator) if rest else []
         header.fields, header.fields_line, header.problem = fields, line_no, None
-        missing = [f for f in _REQUIRED if f not in fields]
+        header.compound = {i: f.split() for i, f in enumerate(fields) if len(f.split()) > 1}
+        if header.compound:
+            report.note("a #fields entry holds several space-separated names (the IoT-23 label layout); its values are split on spaces")
+        names = [n for i, f in enumerate(fields) for n in header.compound.get(i, [f])]
+        missing = [f for f in _REQUIRED if f not in names]
+        fields = names
         if len(set(fields)) != len(fields):
             header.problem = f"the #fields header on line {line_no} repeats a field name"
         elif missing:
             header.problem = f"the #fields header on line {line_no} lacks {', '.join(missing)}"
-        if header.problem and report.strict:
-            return header.problem
+        if header.problem:
+            return header.problem  # the line itself is quarantined, and the records under it
     elif key == "types":
         if header.fields is not None and len(rest.split(header.separator)) != len(header.fields):
             report.note(f"a #types header (line {line_no}) does not match its #fields; types are not used")
@@ -706,6 +717,64 @@ def _header_line(text: str, line_no: int, header: _Header, report: ReadReport, s
             return f"damaged #{key} header"
         setattr(header, key, _unescape(rest))
     return None
+
+
+def _text_dtype() -> Any:
+    try:
+        import pyarrow  # noqa: F401
+
+        return pd.StringDtype("pyarrow")
+    except ImportError:
+        return pd.StringDtype()
+
+
+_TEXT = _text_dtype()
+
+
+def _parse_fields(data: bytes, separator: str, n_fields: int, wanted: list[int]) -> pd.DataFrame | None:
+    """Parse validated lines (every one has ``n_fields`` fields) into text columns ``wanted``.
+
+    Arrow's CSV parser when pyarrow is there (several times faster, and it makes Arrow
+    strings directly), else pandas' C parser; quoting is off, as in Zeek.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        pa = None
+    if pa is not None:
+        names = [f"f{i}" for i in range(n_fields)]
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+                parse_options=pacsv.ParseOptions(delimiter=separator, quote_char=False, escape_char=False, ignore_empty_lines=False),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=[names[i] for i in wanted],
+                    column_types={names[i]: pa.string() for i in wanted},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            return table.to_pandas(types_mapper={pa.string(): _TEXT}.get)
+        except (pa.ArrowException, ValueError):
+            return None
+    try:
+        return pd.read_csv(
+            io.BytesIO(data),
+            sep=separator,
+            header=None,
+            usecols=wanted,
+            dtype=str,
+            na_filter=False,
+            quoting=csv.QUOTE_NONE,
+            lineterminator="\n",
+            skip_blank_lines=False,
+            engine="c",
+            encoding="utf-8",
+        )
+    except (ValueError, pd.errors.ParserError):
+        return None
 
 
 def _split_fallback(data: bytes, separator: str, n_fields: int) -> pd.DataFrame:
@@ -742,33 +811,37 @@ def _tsv_segment(block: _Block, idx: np.ndarray, header: _Header, report: ReadRe
         if len(idx) == 0:
             return None
         data = _line_bytes(block, idx)
-        wanted = [i for i, f in enumerate(header.fields) if f in _WANTED]
-        table = None
-        if len(sep) == 1 and sep != b"\n":
-            try:
-                table = pd.read_csv(
-                    io.BytesIO(data),
-                    sep=header.separator,
-                    header=None,
-                    usecols=wanted,
-                    dtype=str,
-                    na_filter=False,
-                    quoting=csv.QUOTE_NONE,
-                    lineterminator="\n",
-                    skip_blank_lines=False,
-                    engine="c",
-                    encoding="utf-8",
-                )
-            except (ValueError, pd.errors.ParserError):
-                table = None
+        wanted = [i for i, f in enumerate(header.fields) if f in _WANTED or _WANTED.intersection(header.compound.get(i, ()))]
+        table = _parse_fields(data, header.separator, n_fields, wanted) if len(sep) == 1 and sep != b"\n" else None
         if table is None or len(table) != len(idx):
             table = _split_fallback(data, header.separator, n_fields)[wanted]
         table.columns = [header.fields[i] for i in wanted]
-        table = table.astype("str") if table.dtypes.eq(object).any() else table
+        table = table.astype(_TEXT) if table.dtypes.eq(object).any() else table
+        for i in wanted:
+            if i in header.compound:
+                table, idx = _split_compound(table, idx, header.fields[i], header.compound[i], bad)
         table = table.mask(table == header.unset_field).mask(table == header.empty_field, "")
         return _emit(table, idx, bad, report, log_format)
     finally:
         bad.flush()
+
+
+def _split_compound(table: pd.DataFrame, idx: np.ndarray, column: str, names: list[str], bad: _Bad) -> tuple[pd.DataFrame, np.ndarray]:
+    """Split an IoT-23 style compound column on runs of blanks; quarantine rows that do not
+    hold one value per name."""
+    parts = table[column].astype("object").str.split(n=len(names) - 1)
+    counts = parts.str.len().fillna(0).to_numpy(dtype=np.int64)
+    wrong = counts != len(names)
+    for count in np.unique(counts[wrong]):
+        bad.add(f"expected {len(names)} space-separated values in {column!r}, found {int(count)}", idx[wrong & (counts == count)])
+    keep = ~wrong
+    table, parts, idx = table[keep], parts[keep], idx[keep]
+    values = pd.DataFrame(parts.tolist(), index=table.index, columns=names) if len(parts) else pd.DataFrame(columns=names, index=table.index)
+    table = table.drop(columns=column)
+    for name in names:
+        if name in _WANTED:
+            table[name] = values[name].astype(_TEXT)
+    return table.reset_index(drop=True), idx
 
 
 def _iter_records(
