@@ -122,12 +122,16 @@ def snort_portscan(conns: pd.DataFrame, *, all_windows: bool = False, **params: 
     """Run Snort 3's port_scan logic over a canonical connections frame; see the module docstring."""
     check_conns(conns)
     conf, window, protos, types = _configure(params)
+    # addresses as integer codes: sorting and grouping strings is the slow part on big frames
+    n = len(conns)
+    codes, ips = pd.factorize(np.concatenate([conns["source_ip"].astype("object").to_numpy(), conns["destination_ip"].astype("object").to_numpy()]))
+    ips = np.asarray(ips, dtype=object)
     frames = []
     for proto in protos:
-        rows = _rows(conns, proto)
+        rows = _rows(conns, proto, codes[:n], codes[n:])
         if len(rows) == 0:
             continue
-        frames.append(_detect_proto(rows, proto, conf[proto], window, types, all_windows))
+        frames.append(_detect_proto(rows, proto, conf[proto], window, types, all_windows, ips))
     frames = [f for f in frames if len(f)]
     if not frames:
         return _empty()
@@ -182,7 +186,7 @@ def _configure(params: dict[str, Any]) -> tuple[dict, int, list[str], set[str]]:
     return conf, int(window), protos, types
 
 
-def _rows(conns: pd.DataFrame, proto: str) -> pd.DataFrame:
+def _rows(conns: pd.DataFrame, proto: str, src_codes: np.ndarray, dst_codes: np.ndarray) -> pd.DataFrame:
     transport = conns["network_transport"].astype("object").to_numpy()
     outcome = conns["conn_outcome"].astype("object").to_numpy()
     if proto == "icmp":
@@ -194,13 +198,13 @@ def _rows(conns: pd.DataFrame, proto: str) -> pd.DataFrame:
     else:
         mask = transport == proto
     mask &= outcome != "partial"  # include_midstream = false
-    mask &= conns["source_ip"].notna().to_numpy() & conns["destination_ip"].notna().to_numpy()
+    mask &= (src_codes >= 0) & (dst_codes >= 0)
     port = pd.to_numeric(conns["destination_port"], errors="coerce").fillna(0).to_numpy().astype(np.int64)
     established = outcome == "established"
     frame = pd.DataFrame(
         {
-            "src": conns["source_ip"].astype("object").to_numpy()[mask],
-            "dst": conns["destination_ip"].astype("object").to_numpy()[mask],
+            "src": src_codes[mask],
+            "dst": dst_codes[mask],
             "port": (np.zeros(len(port), dtype=np.int64) if proto == "icmp" else port)[mask],
             "t": ns_times(conns["event_start"])[mask],
             # scans: +1 per attempt, -1 when answered by an open port (ICMP echoes never decrement)
@@ -283,7 +287,7 @@ def _rules(d: pd.DataFrame, s: pd.DataFrame | None, conf: dict, types: set[str],
     return out
 
 
-def _detect_proto(rows: pd.DataFrame, proto: str, conf: dict, window: int, types: set[str], all_windows: bool) -> pd.DataFrame:
+def _detect_proto(rows: pd.DataFrame, proto: str, conf: dict, window: int, types: set[str], all_windows: bool, ips: np.ndarray) -> pd.DataFrame:
     scanned_kinds = types & {"portscan", "decoy_portscan", "distributed_portscan"}
     d = _track(rows, "dst", "src", window) if scanned_kinds and proto != "icmp" else None
     s = _track(rows, "src", "dst", window) if "portsweep" in types else None  # no sweep detection, no scanner tracker
@@ -306,11 +310,11 @@ def _detect_proto(rows: pd.DataFrame, proto: str, conf: dict, window: int, types
             src=rows["src"].to_numpy(), dst=rows["dst"].to_numpy(), t=rows["t"].to_numpy(), score=score,
             fire=any_fire, rule=np.array(names, dtype=object)[which],
         )
-        parts.append(_summarise(frame, tracker_kind, proto, conf, window, all_windows))
+        parts.append(_summarise(frame, tracker_kind, proto, conf, window, all_windows, ips))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _summarise(frame: pd.DataFrame, tracker_kind: str, proto: str, conf: dict, window: int, all_windows: bool) -> pd.DataFrame:
+def _summarise(frame: pd.DataFrame, tracker_kind: str, proto: str, conf: dict, window: int, all_windows: bool, ips: np.ndarray) -> pd.DataFrame:
     key = ["tracker", "win"]
     agg = frame.groupby(key, sort=False).agg(
         win_first_t=("win_first_t", "first"), win_open_sec=("win_open_sec", "first"), score=("score", "max"),
@@ -327,6 +331,9 @@ def _summarise(frame: pd.DataFrame, tracker_kind: str, proto: str, conf: dict, w
     if len(agg) == 0:
         return pd.DataFrame()
     alert = agg["alert"].to_numpy(dtype=bool)
+    agg["tracker"] = ips[agg["tracker"].to_numpy(dtype=np.int64)]
+    for column in ("f_src", "f_dst"):
+        agg[column] = np.where(alert, ips[agg[column].fillna(0).to_numpy(dtype=np.int64)], None)
     base_rule = agg["f_rule"].fillna("").str.replace("_f", "", regex=False)
     entity = np.where(
         alert & base_rule.isin(["portscan", "sweep"]).to_numpy(), agg["f_src"].to_numpy(),
@@ -338,11 +345,13 @@ def _summarise(frame: pd.DataFrame, tracker_kind: str, proto: str, conf: dict, w
         alert, np.where(base_rule.isin(["portscan", "sweep"]).to_numpy(), "source", "destination"),
         "source" if tracker_kind == "scanner" else "destination",
     )
-    names = [_rule(proto, r) if a else (None, None) for r, a in zip(agg["f_rule"].fillna(""), alert)]
+    snort_alert = np.full(len(agg), None, dtype=object)
+    snort_rule = np.full(len(agg), None, dtype=object)
     explanation = np.empty(len(agg), dtype=object)
     for i in np.flatnonzero(alert):
         r = agg.iloc[i]
-        explanation[i] = _explain(r, names[i][0], tracker_kind, conf, window, entity[i])
+        snort_alert[i], snort_rule[i] = _rule(proto, r["f_rule"])
+        explanation[i] = _explain(r, snort_alert[i], tracker_kind, conf, window, entity[i])
     quiet = ~alert
     if quiet.any():
         q = agg[quiet]
@@ -360,14 +369,14 @@ def _summarise(frame: pd.DataFrame, tracker_kind: str, proto: str, conf: dict, w
             "window_end": np.maximum(end_ns, start_ns),
             "score": agg["score"].to_numpy(dtype=float),
             "alert": alert,
-            "scan_type": [(_SCAN_TYPE[b] if a else None) for b, a in zip(base_rule, alert)],
+            "scan_type": base_rule.map(_SCAN_TYPE).where(alert, None).to_numpy(dtype=object),
             "first_alert_time": pd.array(agg["f_t"].astype("Int64").array),
             "attempts_to_alert": pd.array(agg["f_attempt"].astype("Int64").array),
             "explanation": explanation,
-            "snort_alert": [n[0] for n in names],
-            "snort_rule": [n[1] for n in names],
+            "snort_alert": snort_alert,
+            "snort_rule": snort_rule,
             "entity_kind": entity_kind,
-            "snort_tracker": [f"{tracker_kind}:{t}" for t in agg["tracker"]],
+            "snort_tracker": (f"{tracker_kind}:" + agg["tracker"].astype(str)).to_numpy(dtype=object),
         }
     )
 
