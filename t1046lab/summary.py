@@ -37,7 +37,7 @@ def summarize(conns: pd.DataFrame, *, top: int = 5) -> str:
         .sort_values("attempts", ascending=False)
         .head(top)
     )
-    lines.append(f"busiest sources (attempts, distinct hosts, distinct ports):")
+    lines.append("busiest sources (attempts, distinct hosts, distinct ports):")
     for ip, row in by_source.iterrows():
         lines.append(f"  {ip:<40} {row.attempts:>10,} {row.hosts:>8,} {row.ports:>8,}")
     return "\n".join(lines)
