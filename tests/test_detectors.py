@@ -72,7 +72,7 @@ def test_unknown_detector_and_parameters_are_named():
     [
         ("zeek-scan", {"port_scan_threshold": 0}, "port_scan_threshold must be >= 1"),
         ("zeek-scan", {"port_scan_interval": "soon"}, "port_scan_interval must be a duration"),
-        ("simple-scan", {"dark_nets": ["10.0.0.0/33"]}, "dark_nets: '10.0.0.0/33' is not a CIDR"),
+        ("simple-scan", {"dark_nets": ["10.0.0.0/33"]}, "dark_nets: '10.0.0.0/33' is not an IP address or CIDR"),
         ("simple-scan", {"scan_timeout": -5}, "scan_timeout must be positive"),
         ("snort-portscan", {"sensitivity": "extreme"}, "choose from \\['low', 'medium', 'high'\\]"),
         ("snort-portscan", {"thresholds": {"tcp_bogus": {"scans": 1}}}, "unknown table 'tcp_bogus'"),

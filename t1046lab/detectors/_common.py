@@ -3,13 +3,13 @@ vectorised group-wise primitives over frames sorted by (group, time)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .. import _ip
 from ..schema import SchemaError
 
 __all__ = [
@@ -72,36 +72,21 @@ def ns_times(series: pd.Series) -> np.ndarray:
     return values.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view("int64")
 
 
-def parse_networks(nets: Any, name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def parse_networks(nets: Any, name: str) -> list[Any]:
     """A list of CIDRs (a string with commas or spaces, or an iterable); ``None`` gives ``[]``."""
     if nets is None:
         return []
     if isinstance(nets, str):
         nets = [n for n in nets.replace(",", " ").split() if n]
-    out = []
-    for net in nets:
-        try:
-            out.append(ipaddress.ip_network(str(net), strict=False))
-        except ValueError:
-            raise ValueError(f"{name}: {net!r} is not a CIDR such as '10.0.0.0/8'") from None
-    return out
+    return _ip.parse_networks(nets, what=f"{name}:")
 
 
 def in_networks(ips: pd.Series | np.ndarray, nets: Iterable[Any]) -> np.ndarray:
-    """Boolean array: is each address inside one of ``nets``? Parsed once per distinct address."""
+    """Boolean array: is each address inside one of ``nets``? (see :mod:`t1046lab._ip`)."""
     nets = list(nets)
-    values = np.asarray(pd.Series(ips, dtype="object").fillna("").to_numpy(), dtype=object)
-    if not nets or len(values) == 0:
-        return np.zeros(len(values), dtype=bool)
-    codes, uniques = pd.factorize(values)
-    member = np.zeros(len(uniques), dtype=bool)
-    for i, text in enumerate(uniques):
-        try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            continue
-        member[i] = any(addr.version == n.version and addr in n for n in nets)
-    return member[codes]
+    if not nets:
+        return np.zeros(len(ips), dtype=bool)
+    return _ip.in_networks(pd.Series(np.asarray(ips, dtype=object)), nets)
 
 
 def group_starts(groups: np.ndarray) -> np.ndarray:
