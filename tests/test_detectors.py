@@ -76,7 +76,7 @@ def test_unknown_detector_and_parameters_are_named():
         ("simple-scan", {"scan_timeout": -5}, "scan_timeout must be positive"),
         ("snort-portscan", {"sensitivity": "extreme"}, "choose from \\['low', 'medium', 'high'\\]"),
         ("snort-portscan", {"thresholds": {"tcp_bogus": {"scans": 1}}}, "unknown table 'tcp_bogus'"),
-        ("snort-portscan", {"window": -1}, "window must be a whole number"),
+        ("snort-portscan", {"tcp_window": "5min"}, "tcp_window must be a whole number of seconds"),
         ("trw", {"theta1": 0.9}, "theta1 .* must be below theta0"),
         ("trw", {"p_detect": 1.5}, "p_detect must be a probability"),
         ("trw", {"after_benign": "forget"}, "choose from \\['restart', 'stop'\\]"),
@@ -285,7 +285,7 @@ def test_snort_window_resets_counters():
     # 15 rejected probes 10 s apart: 140 s in all. Medium (90 s) resets before 15; high (600 s) does not.
     rows = port_scan(15, step=10.0)
     assert detect(conns(rows), detector="snort-portscan").empty
-    assert len(detect(conns(rows), detector="snort-portscan", window=600)) == 1
+    assert len(detect(conns(rows), detector="snort-portscan", tcp_window=600)) == 1
     high = detect(conns(rows), detector="snort-portscan", sensitivity="high")
     assert high["attempts_to_alert"].tolist() == [10]
 

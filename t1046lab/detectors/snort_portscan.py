@@ -17,7 +17,7 @@ Semantics reproduced here, on connection records instead of packets:
   (``u_ip_count``) and ``ports`` (``u_port_count``). **nets and ports count changes from the
   previous attempt, not distinct values**: 80, 81, 80, 81 is 4 port changes on 2 ports.
 * Windows (``ps_proto_update_window``): a tracker's window opens at its first attempt and
-  lasts ``window`` seconds on Snort's whole-second clock; the first attempt after it resets
+  lasts ``tcp_window`` / ``udp_window`` / ``icmp_window`` seconds on Snort's whole-second clock; the first attempt after it resets
   every counter and opens the next one. Sensitivity sets the window: low 60 s, medium 90 s
   (Snort's default config), high 600 s.
 * Alerts (``ps_alert_one_to_one`` …): with the thresholds of the sensitivity,
@@ -101,7 +101,15 @@ _MESSAGE = {
 _SCAN_TYPE = {"portscan": "vertical", "sweep": "horizontal", "decoy": "decoy", "dist": "distributed"}
 _ICMP_REQUEST_TYPES = (8, 13, 15, 17)  # echo, timestamp, information, address mask (ps_tracker_update_icmp)
 
-PARAMS = {"sensitivity": "medium", "window": None, "protos": list(PROTOS), "scan_types": list(SCAN_TYPES), "thresholds": None}
+PARAMS = {
+    "sensitivity": "medium",
+    "tcp_window": None,  # seconds; None: the sensitivity's window (Snort's tcp_window, udp_window, icmp_window)
+    "udp_window": None,
+    "icmp_window": None,
+    "protos": list(PROTOS),
+    "scan_types": list(SCAN_TYPES),
+    "thresholds": None,
+}
 
 
 def _rule(proto: str, kind: str) -> tuple[str, str]:
@@ -121,7 +129,7 @@ def _rule(proto: str, kind: str) -> tuple[str, str]:
 def snort_portscan(conns: pd.DataFrame, *, all_windows: bool = False, **params: Any) -> pd.DataFrame:
     """Run Snort 3's port_scan logic over a canonical connections frame; see the module docstring."""
     check_conns(conns)
-    conf, window, protos, types = _configure(params)
+    conf, windows, protos, types = _configure(params)
     # addresses as integer codes: sorting and grouping strings is the slow part on big frames
     n = len(conns)
     codes, ips = pd.factorize(np.concatenate([conns["source_ip"].astype("object").to_numpy(), conns["destination_ip"].astype("object").to_numpy()]))
@@ -131,7 +139,7 @@ def snort_portscan(conns: pd.DataFrame, *, all_windows: bool = False, **params: 
         rows = _rows(conns, proto, codes[:n], codes[n:])
         if len(rows) == 0:
             continue
-        frames.append(_detect_proto(rows, proto, conf[proto], window, types, all_windows, ips))
+        frames.append(_detect_proto(rows, proto, conf[proto], windows[proto], types, all_windows, ips))
     frames = [f for f in frames if len(f)]
     if not frames:
         return _empty()
@@ -160,13 +168,16 @@ def _empty() -> pd.DataFrame:
     return empty_alerts().assign(**extra)
 
 
-def _configure(params: dict[str, Any]) -> tuple[dict, int, list[str], set[str]]:
+def _configure(params: dict[str, Any]) -> tuple[dict, dict[str, int], list[str], set[str]]:
     sensitivity = params["sensitivity"]
-    window = params["window"]
-    if window is None:
-        window = WINDOWS[sensitivity]
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0:
-        raise ValueError(f"window must be a whole number of seconds >= 0 (Snort's tcp_window), got {window!r}")
+    windows = {}
+    for proto in PROTOS:
+        window = params[f"{proto}_window"]
+        if window is None:
+            window = WINDOWS[sensitivity]
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0:
+            raise ValueError(f"{proto}_window must be a whole number of seconds >= 0, got {window!r}")
+        windows[proto] = int(window)
     protos = [params["protos"]] if isinstance(params["protos"], str) else list(params["protos"])
     types = {params["scan_types"]} if isinstance(params["scan_types"], str) else set(params["scan_types"])
     conf = {p: {k: dict(zip(("scans", "rejects", "nets", "ports"), v)) for k, v in DEFAULTS[sensitivity][p].items()} for p in PROTOS}
@@ -183,7 +194,7 @@ def _configure(params: dict[str, Any]) -> tuple[dict, int, list[str], set[str]]:
             if name not in ("scans", "rejects", "nets", "ports") or isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"thresholds[{table!r}]: {name}={value!r}; expected scans/rejects/nets/ports, integers >= 0")
             conf[proto][kind][name] = int(value)
-    return conf, int(window), protos, types
+    return conf, windows, protos, types
 
 
 def _rows(conns: pd.DataFrame, proto: str, src_codes: np.ndarray, dst_codes: np.ndarray) -> pd.DataFrame:
