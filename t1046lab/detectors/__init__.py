@@ -19,7 +19,7 @@ from ._registry import DetectorInfo, get_detector, list_detectors, register_dete
 __all__ = ["detect", "list_detectors", "register_detector", "get_detector", "DetectorInfo"]
 
 
-def detect(conns: pd.DataFrame, detector: str = "zeek-scan", *, all_windows: bool = False, **params: Any) -> pd.DataFrame:
+def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **params: Any) -> pd.DataFrame:
     """Run one detector by name over a canonical connections frame.
 
     Parameters
@@ -27,7 +27,7 @@ def detect(conns: pd.DataFrame, detector: str = "zeek-scan", *, all_windows: boo
     conns : DataFrame
         A canonical connections frame (from :func:`t1046lab.read` or ``schema.conform``).
         It is not modified.
-    detector : str, default "zeek-scan"
+    detector : str
         A registered name; see :func:`list_detectors`.
     all_windows : bool, default False
         Keep the rows that did not alert (every entity and window the detector scored).

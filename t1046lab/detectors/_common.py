@@ -16,14 +16,16 @@ __all__ = [
     "NEEDED",
     "check_conns",
     "to_seconds",
+    "positive_int",
     "ns_times",
+    "parse_networks",
     "in_networks",
     "group_starts",
     "group_cumsum",
-    "first_true_per_group",
     "window_chain",
     "fmt_span",
     "fmt_time",
+    "ts_from_ns",
 ]
 
 NEEDED = ("event_start", "source_ip", "destination_ip", "destination_port", "network_transport", "conn_outcome")
@@ -111,23 +113,6 @@ def group_cumsum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return acc - acc[first] + values[first]
 
 
-def group_index(starts: np.ndarray) -> np.ndarray:
-    """Position of each row inside its group (0 for the first row), rows sorted by group."""
-    return np.arange(len(starts)) - _start_index(starts)
-
-
-def first_true_per_group(flags: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Index of the first True row of each group code (-1 where none); rows sorted by group."""
-    out = np.full(n_groups, -1, dtype=np.int64)
-    idx = np.flatnonzero(flags)
-    if len(idx):
-        g = groups[idx]
-        keep = np.ones(len(idx), dtype=bool)
-        keep[1:] = g[1:] != g[:-1]
-        out[g[keep]] = idx[keep]
-    return out
-
-
 def window_chain(groups: np.ndarray, times: np.ndarray, length: int) -> np.ndarray:
     """Window starts of a "restart at the first event after expiry" window, per group.
 
@@ -178,16 +163,11 @@ def fmt_time(ns: int) -> str:
     return pd.Timestamp(int(ns), unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
 
 
-def to_timestamps(ns: np.ndarray) -> pd.DatetimeIndex:
-    """int64 nanoseconds to UTC timestamps (NaT where the value is the int64 minimum)."""
-    return pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True)
-
-
-NAT = np.iinfo(np.int64).min
+_NAT = np.iinfo(np.int64).min
 
 
 def ts_from_ns(values: Any) -> pd.DatetimeIndex:
     """Nullable int64 nanoseconds (NA allowed) to UTC timestamps, without a float round trip."""
     series = pd.Series(values)
     arr = series.array if isinstance(series.dtype, pd.Int64Dtype) else pd.array(series.to_numpy(dtype=object), dtype="Int64")
-    return pd.to_datetime(arr.to_numpy(dtype="int64", na_value=NAT), unit="ns", utc=True)
+    return pd.to_datetime(arr.to_numpy(dtype="int64", na_value=_NAT), unit="ns", utc=True)

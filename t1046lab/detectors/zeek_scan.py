@@ -49,7 +49,6 @@ from ._common import (
     fmt_span,
     fmt_time,
     group_cumsum,
-    group_starts,
     ns_times,
     positive_int,
     ts_from_ns,
@@ -110,21 +109,28 @@ def zeek_scan(conns: pd.DataFrame, *, all_windows: bool = False, **params: Any) 
         origin = int(t_all.min())
     else:
         try:
-            origin = int(pd.Timestamp(params["epoch_origin"]).tz_localize("UTC").value if pd.Timestamp(params["epoch_origin"]).tzinfo is None else pd.Timestamp(params["epoch_origin"]).value)
+            stamp = pd.Timestamp(params["epoch_origin"])
         except (ValueError, TypeError):
             raise ValueError(f"epoch_origin must be a time such as '2024-01-01T00:00Z', got {params['epoch_origin']!r}") from None
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        origin = int(stamp.as_unit("ns").value)
 
-    mask = failed_tcp(conns)
+    # addresses as integer codes: grouping arrow strings is the slow part on big frames
+    n = len(conns)
+    codes, ips = pd.factorize(np.concatenate([conns["source_ip"].astype("object").to_numpy(), conns["destination_ip"].astype("object").to_numpy()]))
+    ips = np.asarray(ips, dtype=object)
+    src_codes, dst_codes = codes[:n], codes[n:]
+    port = pd.to_numeric(conns["destination_port"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    mask = failed_tcp(conns) & (src_codes >= 0) & (dst_codes >= 0) & ~np.isnan(port)
     fail = pd.DataFrame(
         {
-            "src": conns["source_ip"].astype("object").to_numpy()[mask],
-            "dst": conns["destination_ip"].astype("object").to_numpy()[mask],
-            "port": pd.to_numeric(conns["destination_port"], errors="coerce").to_numpy()[mask],
+            "src": src_codes[mask],
+            "dst": dst_codes[mask],
+            "port": port[mask].astype(np.int64),
             "t": t_all[mask],
             "rej": conns["conn_outcome"].astype("object").to_numpy()[mask] == "rejected",
         }
     )
-    fail = fail[fail["src"].notna() & fail["dst"].notna() & fail["port"].notna()]
     fail = fail.sort_values(["src", "t"], kind="stable").reset_index(drop=True)
 
     parts = [
@@ -132,14 +138,17 @@ def zeek_scan(conns: pd.DataFrame, *, all_windows: bool = False, **params: Any) 
         _crossings(fail, "addr", key="port", counted="dst", threshold=addr_thr, interval=addr_iv, origin=origin),
     ]
     table = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
+    if table is not None:
+        table["src"] = ips[table["src"].to_numpy(dtype=np.int64)]
+        is_port = (table["kind"] == "port").to_numpy() & table["key_value"].notna().to_numpy()
+        key_value = table["key_value"].to_numpy(dtype=object)
+        key_value[is_port] = ips[table.loc[is_port, "key_value"].to_numpy(dtype=np.int64)]
+        table["key_value"] = key_value
 
     if all_windows:
-        base = pd.DataFrame(
-            {
-                "entity": conns["source_ip"].astype("object").to_numpy(),
-                "epoch": (t_all - origin) // port_iv,
-            }
-        ).dropna().drop_duplicates()
+        base = pd.DataFrame({"entity": src_codes, "epoch": (t_all - origin) // port_iv})
+        base = base[base["entity"] >= 0].drop_duplicates()
+        base["entity"] = ips[base["entity"].to_numpy()]
         base["window_start"] = origin + base["epoch"].to_numpy() * port_iv
         base["window_end"] = base["window_start"] + port_iv
         base = base.drop(columns="epoch")
@@ -156,14 +165,16 @@ def _crossings(
         return pd.DataFrame()
     frame = fail.assign(epoch=(fail["t"].to_numpy() - origin) // interval)
     # rows are sorted by (src, t), so (src, epoch) groups are contiguous
-    se_codes = pd.factorize(pd.MultiIndex.from_arrays([frame["src"], frame["epoch"]]))[0]
-    attempt_no = group_cumsum(np.ones(len(frame), dtype=np.int64), group_starts(se_codes))
+    src, ep = frame["src"].to_numpy(), frame["epoch"].to_numpy()
+    se_start = np.ones(len(frame), dtype=bool)
+    se_start[1:] = (src[1:] != src[:-1]) | (ep[1:] != ep[:-1])
+    attempt_no = group_cumsum(np.ones(len(frame), dtype=np.int64), se_start)
     new = ~frame.duplicated(["src", "epoch", key, counted]).to_numpy()
     by_key = [frame["src"], frame["epoch"], frame[key]]
     distinct = pd.Series(new.astype(np.int64)).groupby(by_key, sort=False).cumsum().to_numpy()
     rejected = pd.Series(frame["rej"].to_numpy().astype(np.int64)).groupby(by_key, sort=False).cumsum().to_numpy()
     key_first_t = frame.groupby(["src", "epoch", key], sort=False)["t"].transform("min").to_numpy()
-    final = frame.groupby(["src", "epoch", key], sort=False)[counted].transform("nunique").to_numpy()
+    final = pd.Series(new.astype(np.int64)).groupby(by_key, sort=False).transform("sum").to_numpy()
     frame = frame.assign(
         attempt_no=attempt_no, distinct=distinct, rejected=rejected, key_first_t=key_first_t, final=final,
         crossing=new & (distinct == threshold),
