@@ -376,3 +376,12 @@ def test_simple_scan_mutes_a_scanner_for_an_hour_after_a_notice():
     assert times[0] == at(240)
     assert times[1] == at(240 + 3600 + 240)  # muted for 1 h, then 25 new attempts
     assert len(times) == 2
+
+
+@pytest.mark.parametrize("name", ["zeek-scan", "simple-scan"])
+def test_zeek_based_detectors_count_syns_that_no_tcp_answer_came_back_for(name):
+    # an ICMP unreachable or a firewall drop leaves the SYN unanswered, as Zeek's TCP analysis sees it
+    rows = [(i, "198.51.100.7", "10.0.0.9", 1000 + i, "icmp_unreachable" if i % 2 else "denied") for i in range(30)]
+    assert len(detect(conns(rows), detector=name)) == 1
+    udp = [(t, s, d, p, o, "udp") for t, s, d, p, o in rows]
+    assert detect(conns(udp), detector=name).empty

@@ -3,8 +3,9 @@
 Source: ncsa/bro-simple-scan, ``scripts/scan.zeek`` (and the older ``scan.bro``), standalone
 mode. Semantics reproduced here:
 
-* Observed attempts: ``connection_attempt`` with history ``S``/``SW`` (a SYN never answered,
-  canonical ``no_reply``) and ``connection_rejected`` with ``Sr``/``SWr`` (``rejected``), TCP only.
+* Observed attempts: ``connection_attempt`` with history ``S``/``SW`` (a SYN never answered:
+  canonical ``no_reply``, and ``icmp_unreachable`` / ``denied``, whose SYN Zeek also sees go
+  unanswered) and ``connection_rejected`` with ``Sr``/``SWr`` (``rejected``), TCP only.
 * One state per scanner (``attacks[scanner]``): the set of distinct (victim, port) attempts,
   a per-port count of distinct attempts, and up to ``dark_host_threshold`` = 3 dark victims.
   The table has ``&read_expire = scan_timeout`` = 15 min: a scanner silent for longer than
@@ -100,7 +101,8 @@ def simple_scan(conns: pd.DataFrame, *, all_windows: bool = False, **params: Any
     p = _validate(params)
     transport = conns["network_transport"].astype("object").to_numpy()
     outcome = conns["conn_outcome"].astype("object").to_numpy()
-    mask = (transport == "tcp") & np.isin(outcome, ["no_reply", "rejected"])
+    # icmp_unreachable and denied are SYNs Zeek sees go unanswered (history "S")
+    mask = (transport == "tcp") & np.isin(outcome, ["no_reply", "rejected", "icmp_unreachable", "denied"])
     mask &= conns["source_ip"].notna().to_numpy() & conns["destination_ip"].notna().to_numpy() & conns["destination_port"].notna().to_numpy()
     if not mask.any():
         return _empty()

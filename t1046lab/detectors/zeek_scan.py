@@ -3,8 +3,8 @@
 Source: zeek/zeek, ``scripts/policy/misc/scan.zeek`` (Sheharbano Khattak, Seth Hall), built on
 the SumStats framework. Semantics reproduced here:
 
-* Only *failed* TCP attempts are observed: ``connection_attempt`` (a SYN with no answer,
-  canonical ``no_reply``), ``connection_rejected`` (answered by RST, ``rejected``) and the
+* Only *failed* TCP attempts are observed: ``connection_attempt`` (a SYN with no TCP answer:
+  canonical ``no_reply``, and ``icmp_unreachable`` / ``denied``), ``connection_rejected`` (answered by RST, ``rejected``) and the
   ``connection_reset`` / ``connection_pending`` cases of ``is_failed_conn`` (the originator
   resets after a SYN-ACK without either side sending data, as a SYN scanner does on an open
   port). The last case is counted when the frame shows it: an ``established`` row with zero
@@ -72,7 +72,8 @@ def failed_tcp(conns: pd.DataFrame) -> np.ndarray:
     transport = conns["network_transport"].astype("object").to_numpy()
     outcome = conns["conn_outcome"].astype("object").to_numpy()
     tcp = transport == "tcp"
-    failed = np.isin(outcome, ["rejected", "no_reply"])
+    # icmp_unreachable and denied: the SYN went unanswered as far as Zeek's TCP analysis sees
+    failed = np.isin(outcome, ["rejected", "no_reply", "icmp_unreachable", "denied"])
     reset = np.zeros(len(conns), dtype=bool)
     if "tcp_flags" in conns.columns:
         flags = pd.to_numeric(conns["tcp_flags"], errors="coerce").fillna(0).astype("int64").to_numpy()
