@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from _conns import conns
 
 from t1046lab.cli import main
 from t1046lab.commands.detect import parse_value
 from t1046lab.io.canonical import write_canonical
-
-from _conns import conns
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ import math
 
 import pandas as pd
 import pytest
+from _conns import T0, conns
 
 from t1046lab import detect
 from t1046lab.alerts import ALERT_COLUMNS, validate_alerts
 from t1046lab.detectors import list_detectors
 from t1046lab.detectors.trw import thresholds
-
-from _conns import T0, conns
 
 CLASSIC = ["zeek-scan", "simple-scan", "snort-portscan", "trw"]
 

@@ -12,12 +12,11 @@ import math
 
 import pandas as pd
 import pytest
+from _conns import T0, conns
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from t1046lab import detect
-
-from _conns import T0, conns
 
 pytestmark = pytest.mark.slow  # ~5 s each on a loaded 2-core machine
 

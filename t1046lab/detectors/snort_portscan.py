@@ -63,7 +63,14 @@ import numpy as np
 import pandas as pd
 
 from ..alerts import empty_alerts, make_alerts
-from ._common import check_conns, fmt_span, group_cumsum, ns_times, ts_from_ns, window_chain
+from ._common import (
+    check_conns,
+    fmt_span,
+    group_cumsum,
+    ns_times,
+    ts_from_ns,
+    window_chain,
+)
 from ._registry import register_detector
 
 NAME = "snort-portscan"

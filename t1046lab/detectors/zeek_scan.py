@@ -51,8 +51,8 @@ from ._common import (
     group_cumsum,
     ns_times,
     positive_int,
-    ts_from_ns,
     to_seconds,
+    ts_from_ns,
 )
 from ._registry import register_detector
 
