@@ -16,6 +16,8 @@ import logging
 from typing import Any
 
 from . import schema
+from .correlate import correlate
+from .evaluate import evaluate
 from .exceptions import DataQualityWarning, FormatDetectionError, ParseError, T1046Warning
 from .io import available_formats, iter_read, read
 
@@ -23,18 +25,20 @@ __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-# Public names that live in modules imported only when first used.
+# Public names that live in modules imported only when first used. ``correlate`` and
+# ``evaluate`` are imported eagerly above: they share their module's name, and a lazy
+# import of the module would bind the module, not the function, to the package attribute.
 _LAZY = {
     "window_features": "t1046lab.features",
     "detect": "t1046lab.detectors",
-    "correlate": "t1046lab.correlate",
-    "evaluate": "t1046lab.evaluate",
     "load_dataset": "t1046lab.datasets",
     "list_datasets": "t1046lab.datasets",
 }
 
 __all__ = [
     "read",
+    "correlate",
+    "evaluate",
     "iter_read",
     "available_formats",
     "schema",

@@ -6,7 +6,6 @@ import gzip
 import shutil
 import subprocess
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -290,3 +289,67 @@ def test_packet_counts_agree_with_tshark(tmp_path):
     df = t1046lab.read(path)
     tcp = df[df["network_transport"] == "tcp"]
     assert int(tcp["source_packets"].sum() + tcp["destination_packets"].sum()) == len(out)
+
+
+def test_attempt_timeout_option(tmp_path):
+    pkts = [(t, pw.ether(p)) for t, p in scenario()]
+    path = _write(tmp_path, "s.pcap", pw.pcap_bytes(pkts))
+    df = t1046lab.read(path, attempt_timeout=5.0)
+    rejected = df[(df["destination_port"] == 23)]
+    # 10 s between the two refused tries is now more than the timeout: three attempts
+    assert rejected["source_packets"].tolist() == [1, 1, 1]
+    # kernel retransmissions 1 s and 2 s apart still merge
+    assert df.loc[df["destination_port"] == 24, "source_packets"].tolist() == [3]
+    with pytest.raises(ValueError, match="attempt_timeout"):
+        t1046lab.read(path, attempt_timeout=0)
+    with pytest.raises(TypeError, match="unknown option"):
+        t1046lab.read(path, attempt_timeout=5.0, frobnicate=1)
+
+
+def _repeated(n: int) -> list[tuple[int, bytes]]:
+    one = scenario()
+    return [(t + k * 1000 * S, pw.ether(p)) for k in range(n) for t, p in one]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_windows_do_not_change_the_result(tmp_path, fmt):
+    pkts = _repeated(120)  # the scenario every 1,000 s: about 340 KB
+    data = pw.pcap_bytes(pkts) if fmt == "pcap" else pw.pcapng_bytes(pkts)
+    path = _write(tmp_path, "big." + fmt, data)
+    whole = t1046lab.read(path)
+    from t1046lab.io import pcap as pcap_module
+
+    small = pcap_module._MIN_WINDOW
+    try:
+        pcap_module._MIN_WINDOW = 64 << 10  # force many windows over this small file
+        parts = list(t1046lab.read(path, chunksize=100))
+    finally:
+        pcap_module._MIN_WINDOW = small
+    assert len(parts) > 1
+    rep = parts[-1].attrs["read_report"]
+    assert rep.balanced and rep.records_seen == len(pkts) and rep.records_quarantined == 0
+    for p in parts:
+        p.attrs = {}
+    joined = pd.concat(parts, ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole.set_axis(range(len(whole))), check_like=False)
+    assert len(whole) == 120 * (len(EXPECTED) + 2)
+
+
+def test_clock_jump_is_followed_not_quarantined(tmp_path):
+    pkts = [(t, pw.ether(p)) for t, p in scenario()]
+    later = [(t + 3 * 365 * 86400 * S, p) for t, p in pkts]
+    path = _write(tmp_path, "j.pcap", pw.pcap_bytes(pkts + later))
+    df = t1046lab.read(path)
+    rep = df.attrs["read_report"]
+    assert rep.records_quarantined == 0 and rep.records_seen == 2 * len(pkts)
+    assert len(df) == 2 * (len(EXPECTED) + 2)
+
+
+def test_pcapng_sections_in_both_byte_orders(tmp_path):
+    pkts = [(t, pw.ether(p)) for t, p in scenario()]
+    first, second = pkts[:15], pkts[15:]
+    data = pw.pcapng_bytes(first, byteorder="<", tsresol=9) + pw.pcapng_bytes(second, byteorder=">")
+    df = t1046lab.read(_write(tmp_path, "two.pcapng", data))
+    rep = df.attrs["read_report"]
+    assert rep.records_quarantined == 0 and rep.records_seen == len(pkts)
+    check_scenario(df)

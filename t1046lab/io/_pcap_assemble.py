@@ -6,7 +6,7 @@ The rules (documented for users in :func:`t1046lab.io.pcap.read_pcap`):
    identifier) and sorted by time. A group splits into *flows*: TCP at a pure SYN when an
    RST or FIN was seen since the flow's last SYN, or when the SYN comes more than
    ``timeout`` after the previous packet; UDP, ICMP and other protocols when the gap
-   between packets exceeds ``timeout``.
+   between packets exceeds ``timeout``; TCP also after a silence of 5 × ``timeout``.
 2. Each flow has an initiator: the sender of its first packet, except that the sender of a
    first SYN-ACK or ICMP reply is the responder, and a TCP flow starting mid-stream takes
    the side with a port below 1024 as the responder when exactly one side has one.
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ._pcap_decode import KIND_FLOW, KIND_QUERY, KIND_REPLY, KIND_UNREACH
+from ._pcap_decode import KIND_QUERY, KIND_REPLY, KIND_UNREACH
 from ._report import ReadReport
 
 __all__ = ["assemble"]
@@ -45,6 +45,8 @@ _PRIORITY = np.zeros(len(_OUTCOMES), dtype=np.int8)
 _PRIORITY[[_NOREP, _ICMP, _REJ, _EST]] = [1, 2, 3, 4]
 _TRANSPORTS = list(schema.TRANSPORT_DTYPE.categories)
 _V4_MAPPED = 0xFFFF << 32
+#: A TCP flow silent for this many attempt timeouts ends (300 s with the default 60 s).
+_TCP_IDLE_FACTOR = 5
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,35 +54,56 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques)
 
 
-def _pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Dense codes for pairs of int64 arrays."""
-    ca, ua = _factorize(a)
-    cb, ub = _factorize(b)
-    return _factorize(ca * len(ub) + cb)[0]
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
-def _addresses(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Codes for (hi, lo) 128-bit addresses, and the unique hi and lo halves."""
-    if not hi.any():
-        codes, ulo = _factorize(lo)
-        return codes, np.zeros(len(ulo), dtype=np.uint64), ulo.astype(np.uint64)
+def _mix(*parts: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of integer columns (wrapping arithmetic), used only to sort and group.
+
+    Groups are also split wherever the exact columns differ, so a collision (about n²/2^64)
+    can at worst split a flow, never join two.
+    """
+    h = np.zeros(len(parts[0]), dtype=np.uint64)
+    for x in parts:
+        h = (h ^ x.astype(np.uint64)) * _M1
+        h ^= h >> np.uint64(29)
+    return h * _M2
+
+
+def _address_ids(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Exact integer ids below 2^32 for 128-bit addresses (the IPv4 address itself when all are IPv4)."""
+    if not hi.any() and ((lo >> np.uint64(32)) == np.uint64(0xFFFF)).all():
+        return (lo & np.uint64(0xFFFFFFFF)).astype(np.int64)
     clo, ulo = _factorize(lo)
-    chi, uhi = _factorize(hi)
-    codes, uc = _factorize(chi * len(ulo) + clo)
-    return codes, uhi[uc // len(ulo)].astype(np.uint64), ulo[uc % len(ulo)].astype(np.uint64)
+    chi, _ = _factorize(hi)
+    return _factorize(chi * len(ulo) + clo)[0]
 
 
-def _format_addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Text of each address (one Python call per distinct address, not per packet)."""
-    import ipaddress
+def _address_text(hi: np.ndarray, lo: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """The addresses as a string array: each distinct address is formatted once."""
+    v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    if v4.all():
+        codes, uniq = _factorize((lo & np.uint64(0xFFFFFFFF)).astype(np.int64))
+        q = uniq.astype(np.int64)
+        octets = [pd.Series((q >> shift) & 255).astype(str) for shift in (24, 16, 8, 0)]
+        text = (octets[0] + "." + octets[1] + "." + octets[2] + "." + octets[3]).to_numpy(dtype=object)
+    else:
+        import ipaddress
 
-    out = np.empty(len(lo), dtype=object)
-    for i, (h, l) in enumerate(zip(hi.tolist(), lo.tolist())):
-        if h == 0 and (l >> 32) == 0xFFFF:
-            out[i] = str(ipaddress.IPv4Address(l & 0xFFFFFFFF))
-        else:
-            out[i] = str(ipaddress.IPv6Address((h << 64) | l))
-    return out
+        codes = _factorize(np.where(v4, 0, _mix(hi, lo)).astype(np.uint64) ^ lo)[0]
+        first = np.zeros(codes.max() + 1, dtype=np.int64)
+        first[codes[::-1]] = np.arange(len(codes))[::-1]
+        uh, ul = hi[first].tolist(), lo[first].tolist()
+        text = np.array(
+            [
+                str(ipaddress.IPv4Address(lv & 0xFFFFFFFF)) if h == 0 and (lv >> 32) == 0xFFFF
+                else str(ipaddress.IPv6Address((h << 64) | lv))
+                for h, lv in zip(uh, ul)
+            ],
+            dtype=object,
+        )
+    return pd.array(text, dtype=schema.STRING_DTYPE).take(codes)
 
 
 def _multicast(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -99,18 +122,21 @@ def assemble(
     if n == 0:
         return schema.conform({}, log_format="pcap", n=0)
     # --- addresses and endpoints -----------------------------------------------------------
-    ids, uhi, ulo = _addresses(
+    ids = _address_ids(
         np.concatenate([P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]]),
         np.concatenate([P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]]),
     )
     sid, did, qsid, qdid = ids[:n], ids[n : 2 * n], ids[2 * n : 2 * n + m], ids[2 * n + m :]
     ep_s = np.concatenate([sid * 65537 + P["sport"] + 1, qsid * 65537 + E["q_sport"] + 1])
     ep_d = np.concatenate([did * 65537 + P["dport"] + 1, qdid * 65537 + E["q_dport"] + 1])
-    lo_ep, hi_ep = np.minimum(ep_s, ep_d), np.maximum(ep_s, ep_d)
+    lo_ep_all, hi_ep_all = np.minimum(ep_s, ep_d), np.maximum(ep_s, ep_d)
     proto_all = np.concatenate([P["proto"], E["q_proto"]]).astype(np.int64)
-    key_all = _factorize(_pair_codes(lo_ep, hi_ep) * 256 + proto_all)[0]
+    key_all = _mix(lo_ep_all, hi_ep_all, proto_all)
     key, ekey = key_all[:n], key_all[n:]
+    lo_ep, hi_ep = lo_ep_all[:n], hi_ep_all[:n]
+    e_lo, e_hi = lo_ep_all[n:].copy(), hi_ep_all[n:].copy()
     a_sends = ep_s[:n] <= ep_d[:n]
+    del ids, ep_s, ep_d, proto_all  # memory: packet-sized temporaries go as soon as they are used
 
     # --- flows --------------------------------------------------------------------------------
     kind = P["kind"]
@@ -123,17 +149,19 @@ def assemble(
         order = fp[np.lexsort((ts[fp], key[fp]))]
     k = key[order]
     t = ts[order]
+    k_lo, k_hi = lo_ep[order], hi_ep[order]
     fl = P["flags"][order].astype(np.int64)
     pr = P["proto"][order].astype(np.int64)
     nf_pk = len(order)
     new_group = np.ones(nf_pk, dtype=bool)
-    new_group[1:] = k[1:] != k[:-1]
+    new_group[1:] = (k[1:] != k[:-1]) | (k_lo[1:] != k_lo[:-1]) | (k_hi[1:] != k_hi[:-1])
     gap = np.zeros(nf_pk, dtype=np.int64)
     gap[1:] = t[1:] - t[:-1]
     is_tcp = pr == 6
     pure_syn = is_tcp & ((fl & 0x12) == 0x02)
     rf = (is_tcp & ((fl & 0x05) != 0)).astype(np.int64)
     crf = np.cumsum(rf)
+    del rf
     pos = np.arange(nf_pk)
     anchor = np.maximum.accumulate(np.where(pure_syn | new_group, pos, 0))
     prev_anchor = np.zeros(nf_pk, dtype=np.int64)
@@ -142,10 +170,16 @@ def assemble(
     prev_c = np.zeros(nf_pk, dtype=np.int64)
     prev_c[1:] = crf[:-1]
     closed = (prev_c - before) > 0
-    new_flow = new_group | np.where(is_tcp, pure_syn & (closed | (gap > timeout_ns)), gap > timeout_ns)
+    del crf, pos, anchor, prev_anchor, before, prev_c
+    # TCP: a new SYN after a close or a pause; any packet after a long silence (as Zeek's
+    # 5-minute TCP inactivity timeout); other protocols: a pause
+    new_flow = new_group | np.where(
+        is_tcp, (pure_syn & (closed | (gap > timeout_ns))) | (gap > _TCP_IDLE_FACTOR * timeout_ns), gap > timeout_ns
+    )
     fstart = np.flatnonzero(new_flow)
     nflows = len(fstart)
     flow_of = np.cumsum(new_flow) - 1
+    del new_group, gap, pure_syn, closed, new_flow, is_tcp, pr
 
     first = order[fstart]
     f_proto = P["proto"][first].astype(np.int64)
@@ -175,6 +209,8 @@ def assemble(
     resp_nonrst = np.add.reduceat((~from_init & ((fl & 0x04) == 0)).astype(np.int64), fstart) > 0
     t_first = t[fstart]
     t_last = t[np.append(fstart[1:], nf_pk) - 1]
+    fkey, f_lo, f_hi = k[fstart], k_lo[fstart], k_hi[fstart]
+    del flow_of, from_init, nb, fl, t, k, k_lo, k_hi, key_all, lo_ep_all, hi_ep_all, key, lo_ep, hi_ep, a_sends
 
     # endpoints of the initiator and responder
     f_sid, f_did = sid[first], did[first]
@@ -188,7 +224,11 @@ def assemble(
     tcp_out = np.where(resp_nonrst, _EST, np.where((resp_flags & 0x04) != 0, _REJ, _NOREP))
     outcome = np.where(f_tcp, np.where(first_syn, tcp_out, _PARTIAL), np.where(answered, _EST, _NOREP))
     outcome = np.where(f_kind == KIND_REPLY, _PARTIAL, outcome).astype(np.int8)
-    mcast = _multicast(uhi[r_id], ulo[r_id])
+    r_hi = np.where(sender_init, P["dst_hi"][first], P["src_hi"][first])
+    r_lo = np.where(sender_init, P["dst_lo"][first], P["src_lo"][first])
+    i_hi = np.where(sender_init, P["src_hi"][first], P["dst_hi"][first])
+    i_lo = np.where(sender_init, P["src_lo"][first], P["dst_lo"][first])
+    mcast = _multicast(r_hi, r_lo)
     outcome[(outcome == _NOREP) & mcast] = _UNKNOWN
     icmp_t = np.where(np.isin(f_kind, (KIND_QUERY, KIND_REPLY)), P["itype"][first], -1).astype(np.int64)
     icmp_c = np.where(np.isin(f_kind, (KIND_QUERY, KIND_REPLY)), P["icode"][first], -1).astype(np.int64)
@@ -199,7 +239,6 @@ def assemble(
         ets = ts[E["pkt"]]
         readable = E["q_sport"] >= 0
         # merge flows (sorted by key, start) and errors by (key, time): the last flow before each error
-        fkey = k[fstart]
         keys = np.concatenate([fkey, ekey])
         times = np.concatenate([t_first, ets])
         is_err = np.concatenate([np.zeros(nflows, bool), np.ones(m, bool)])
@@ -210,7 +249,7 @@ def assemble(
         cand[(o[is_err[o]] - nflows)] = last[is_err[o]]
         ok = readable & (cand >= 0)
         c = np.maximum(cand, 0)
-        ok &= (fkey[c] == ekey) & (i_id[c] == qsid) & (i_port[c] == np.where(np.isin(E["q_proto"], (6, 17)), E["q_sport"], i_port[c]))
+        ok &= (fkey[c] == ekey) & (f_lo[c] == e_lo) & (f_hi[c] == e_hi) & (i_id[c] == qsid) & (i_port[c] == np.where(np.isin(E["q_proto"], (6, 17)), E["q_sport"], i_port[c]))
         hit = c[ok]
         e_pk = E["pkt"][ok]
         np.add.at(dst_pk, hit, 1)
@@ -227,14 +266,16 @@ def assemble(
     # --- probe retries into attempts ----------------------------------------------------------
     probe = np.isin(outcome, (_EST, _REJ, _NOREP, _ICMP)) & np.isin(f_proto, (1, 6, 17, 58))
     merge_port = np.where(np.isin(f_proto, (6, 17)), r_port, -1)
-    g2 = _factorize(_pair_codes(i_id * 65537 + merge_port + 1, r_id) * 256 + f_proto)[0]
+    i_mp = i_id * 65537 + merge_port + 1
+    g2 = _mix(i_mp, r_id, f_proto)
     o2 = np.lexsort((t_first, g2))
     g2s = g2[o2]
+    same = (g2s[1:] == g2s[:-1]) & (i_mp[o2][1:] == i_mp[o2][:-1]) & (r_id[o2][1:] == r_id[o2][:-1])
     cont = np.zeros(nflows, dtype=bool)
     if nflows > 1:
         prev, cur = o2[:-1], o2[1:]
         cont[1:] = (
-            (g2s[1:] == g2s[:-1])
+            same
             & probe[prev]
             & probe[cur]
             & (outcome[prev] != _EST)
@@ -263,7 +304,8 @@ def assemble(
     # --- the canonical frame ------------------------------------------------------------------
     row = np.argsort(a_t0, kind="stable")
     a_first, a_proto = a_first[row], a_proto[row]
-    names = _format_addresses(uhi, ulo)
+    both = _address_text(np.concatenate([i_hi[a_first], r_hi[a_first]]), np.concatenate([i_lo[a_first], r_lo[a_first]]))
+    n_rows = len(a_first)
     transport = np.select(
         [a_proto == 6, a_proto == 17, a_proto == 1, a_proto == 58],
         [_TRANSPORTS.index("tcp"), _TRANSPORTS.index("udp"), _TRANSPORTS.index("icmp"), _TRANSPORTS.index("icmpv6")],
@@ -276,9 +318,9 @@ def assemble(
     columns = {
         "event_start": pd.to_datetime(a_t0[row], unit="ns", utc=True),
         "event_duration_s": (a_t1[row] - a_t0[row]) / 1e9,
-        "source_ip": pd.array(names[i_id[a_first]], dtype=schema.STRING_DTYPE),
+        "source_ip": both[:n_rows],
         "source_port": pd.arrays.IntegerArray(i_port[a_first].astype(np.int32), ~has_ports),
-        "destination_ip": pd.array(names[r_id[a_first]], dtype=schema.STRING_DTYPE),
+        "destination_ip": both[n_rows:],
         "destination_port": pd.arrays.IntegerArray(r_port[a_first].astype(np.int32), ~has_ports),
         "network_transport": pd.Categorical.from_codes(transport, dtype=schema.TRANSPORT_DTYPE),
         "conn_outcome": pd.Categorical.from_codes(a_out[row].astype(np.int8), dtype=schema.OUTCOME_DTYPE),

@@ -14,7 +14,7 @@ import numpy as np
 from ._pcap_frames import Frames
 from ._report import ReadReport
 
-__all__ = ["decode", "KIND_FLOW", "KIND_QUERY", "KIND_REPLY", "KIND_UNREACH", "PACKET_FIELDS", "ERROR_FIELDS"]
+__all__ = ["ERROR_FIELDS", "KIND_FLOW", "KIND_QUERY", "KIND_REPLY", "KIND_UNREACH", "PACKET_FIELDS", "decode"]
 
 KIND_FLOW, KIND_QUERY, KIND_REPLY, KIND_UNREACH = 0, 1, 2, 3
 
@@ -266,7 +266,7 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
         sport = np.where(req | rep, ident, sport)
         dport = np.where(req | rep, ident, dport)
         kind = np.where(req, KIND_QUERY, np.where(rep, KIND_REPLY, kind))
-        unreach = icmp & (((icmp4 & (t == 3) & (c != 4)) | (icmp6 & (t == 1))))
+        unreach = icmp & ((icmp4 & (t == 3) & (c != 4)) | (icmp6 & (t == 1)))
         kind = np.where(unreach, KIND_UNREACH, kind)
         icmp_skip = icmp & ~(req | rep | unreach)
         if unreach.any():

@@ -6,8 +6,14 @@ starts (positions whose header is plausible), the next offset of every candidate
 computed, and the chain is followed from a known record start:
 
 * usually the chain visits consecutive candidates, which one pass detects;
-* otherwise (a plausible-looking header inside packet data) the chain is followed by
-  pointer doubling (list ranking), O(n log n) numpy operations.
+* otherwise (plausible-looking headers inside packet data), candidates that nothing points
+  to are pruned a few rounds (O(n) each), which leaves the chain in practice;
+* failing that, the chain is followed by pointer doubling (list ranking), O(n log n).
+
+Classic pcap candidates are found with a first pass over single bytes (the most
+significant byte of the seconds field must match the time of the previous window's last
+record, within about 194 days) and then full header checks on the survivors; pcapng
+candidates need a known block type and the block length repeated at the block's end.
 
 Where the chain breaks inside the file (a corrupt header), the header is inspected once in
 Python: a valid record of an unusual kind (a pcapng block type we do not list, a clock
@@ -30,7 +36,7 @@ import numpy as np
 
 from ._report import ReadReport
 
-__all__ = ["Frames", "iter_frames", "CLASSIC_MAGICS", "is_capture"]
+__all__ = ["CLASSIC_MAGICS", "Frames", "is_capture", "iter_frames"]
 
 #: Classic pcap magics as they appear in the file: (bytes, byte order, nanosecond?).
 CLASSIC_MAGICS = {
@@ -47,11 +53,10 @@ _MAX_CAPLEN = 262_144
 _MAX_BLOCK = 16 * 1024 * 1024
 #: A resynchronisation point must start a chain of this many records (or reach the window end).
 _RESYNC_CHAIN = 4
-#: Candidate timestamps must lie within this many seconds before / after the reference time.
-_TS_BEFORE = 1 << 22
-_TS_AFTER = 1 << 27
-#: pcapng block types recognised as candidates.
-_NG_TYPES = (1, 2, 3, 4, 5, 6, 0x0A0D0D0A)
+#: Candidate timestamps must lie within this many seconds before / after the reference time
+#: (the previous window's last record; a larger jump is checked and followed one record at a time).
+_TS_BEFORE = 1 << 16
+_TS_AFTER = 1 << 24
 
 
 def is_capture(head: bytes) -> bool:
@@ -77,17 +82,21 @@ class Frames:
         return len(self.data)
 
 
+def _sliding(b: np.ndarray, dtype: str) -> np.ndarray:
+    """A view of ``b`` holding the integer starting at every byte position (unaligned reads)."""
+    size = np.dtype(dtype).itemsize
+    if len(b) < size:
+        return np.zeros(0, dtype=dtype)
+    return np.ndarray((len(b) - size + 1,), dtype=dtype, buffer=b, offset=0, strides=(1,))
+
+
 def _u32(b: np.ndarray, pos: np.ndarray, bo: str) -> np.ndarray:
-    """Unsigned 32-bit integers at arbitrary byte positions."""
-    x = [b[pos + k].astype(np.uint32) for k in range(4)]
-    if bo == "<":
-        return x[0] | (x[1] << 8) | (x[2] << 16) | (x[3] << 24)
-    return x[3] | (x[2] << 8) | (x[1] << 16) | (x[0] << 24)
+    """Unsigned 32-bit integers at arbitrary byte positions (each must leave 4 bytes in ``b``)."""
+    return _sliding(b, bo + "u4")[pos].astype(np.uint32)
 
 
 def _u16(b: np.ndarray, pos: np.ndarray, bo: str) -> np.ndarray:
-    x0, x1 = b[pos].astype(np.uint32), b[pos + 1].astype(np.uint32)
-    return (x0 | (x1 << 8)) if bo == "<" else (x1 | (x0 << 8))
+    return _sliding(b, bo + "u2")[pos].astype(np.uint32)
 
 
 def _scan(b: np.ndarray, lo: int, hi: int, bo: str, test) -> np.ndarray:
@@ -148,17 +157,42 @@ class _Graph:
             levels += 1
         self._root, self._depth, self.levels = jump, depth, levels
 
-    def root(self, i: int) -> tuple[int, bool]:
-        """The last node of the chain from ``i`` and whether the chain is contiguous in index."""
+    def root(self, i: int) -> tuple[int, np.ndarray | None]:
+        """The last node of the chain from ``i``, and the chain's nodes when found cheaply.
+
+        Fast paths: the chain visits consecutive candidates; or, after pruning candidates
+        nothing points to (repeatedly, a few times), what is left from ``i`` is one chain.
+        Otherwise the root comes from pointer doubling and the path is marked later.
+        """
+        succ = self.succ
+        n = len(succ)
         k = np.searchsorted(self.breaks, i)
-        if k < len(self.breaks):
-            e = int(self.breaks[k])
-            if self.succ[e] == e:
-                return e, True
-        elif len(self.succ):
-            return len(self.succ) - 1, True
+        e = int(self.breaks[k]) if k < len(self.breaks) else n - 1
+        if succ[e] == e or e == n - 1:
+            return e, np.arange(i, e + 1, dtype=np.int64)
+        path = self._pruned(i)
+        if path is not None:
+            return int(path[-1]), path
         self._rank()
-        return int(self._root[i]), False  # type: ignore[index]
+        return int(self._root[i]), None  # type: ignore[index]
+
+    def _pruned(self, i: int, rounds: int = 8) -> np.ndarray | None:
+        succ = self.succ[i:] - i
+        n = len(succ)
+        own = np.arange(n, dtype=np.int64)
+        moves = succ != own
+        alive = np.ones(n, dtype=bool)
+        for _ in range(rounds):
+            indeg = np.bincount(succ[alive & moves], minlength=n)
+            source = alive & (indeg == 0)
+            source[0] = False
+            if not source.any():
+                path = np.flatnonzero(alive)
+                if np.array_equal(succ[path[:-1]], path[1:]) and succ[path[-1]] == path[-1]:
+                    return path + i
+                return None
+            alive &= ~source
+        return None
 
     def depth(self) -> np.ndarray:
         self._rank()
@@ -220,16 +254,17 @@ class _Classic:
     linktype: int
     t_ref: int = 0
 
-    def header_ok(self, sec: np.ndarray, frac: np.ndarray, cap: np.ndarray, orig: np.ndarray) -> np.ndarray:
-        near = ((sec.astype(np.int64) - self.t_ref) >= -_TS_BEFORE) & ((sec.astype(np.int64) - self.t_ref) <= _TS_AFTER)
-        return near & (frac < self.frac_max) & (cap <= self.maxcap) & (cap <= orig)
-
     def candidates(self, b: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        pos = _scan(b, lo + 4, hi + 4, self.bo, lambda v: v < self.frac_max) - 4
-        pos = pos[(pos >= lo) & (pos + 16 <= len(b))]
+        lo_t = max(self.t_ref - _TS_BEFORE, 0)
+        hi_t = min(self.t_ref + _TS_AFTER, 0xFFFFFFFF)
+        # a first pass on single bytes (cheap): the most significant byte of the seconds field
+        top = 3 if self.bo == "<" else 0
+        seg = b[lo + top : max(min(hi, len(b) - 15), lo) + top]
+        hb = np.uint8(lo_t >> 24)
+        pos = np.flatnonzero((seg - hb) <= np.uint8((hi_t >> 24) - (lo_t >> 24))) + lo
         sec, frac = _u32(b, pos, self.bo), _u32(b, pos + 4, self.bo)
         cap, orig = _u32(b, pos + 8, self.bo), _u32(b, pos + 12, self.bo)
-        ok = self.header_ok(sec, frac, cap, orig)
+        ok = (sec >= lo_t) & (sec <= hi_t) & (frac < self.frac_max) & (cap <= self.maxcap) & (cap <= orig)
         pos, cap = pos[ok], cap[ok].astype(np.int64)
         nxt = pos + 16 + cap
         keep = nxt <= len(b)
@@ -264,6 +299,7 @@ def _frame_classic(win: _Window, head: bytes, report: ReadReport, window_bytes: 
         limit = len(b) if eof else min(len(b), window_bytes)
         frames, pos_rel = _follow_window(b, base, 0, limit, eof, st, report)
         if frames is not None and len(frames):
+            st.t_ref = int(frames.ts_ns[-1] // 1_000_000_000)
             report.seen(len(frames))
             yield frames
         pos = base + pos_rel
@@ -276,15 +312,15 @@ def _follow_window(b: np.ndarray, base: int, start: int, limit: int, eof: bool, 
     pos_c, nxt_c = st.candidates(b, start, limit)
     graph = _Graph(_chain(pos_c, nxt_c))
     good_pos: np.ndarray | None = None
-    ranges: list[tuple[int, int]] = []  # contiguous index ranges on the path
+    ranges: list[np.ndarray] = []  # chains found by the fast paths
     general: list[int] = []  # starts that need pointer doubling
     p = start
     while p < limit:
         i = int(np.searchsorted(pos_c, p))
         if i < len(pos_c) and pos_c[i] == p:
-            r, contiguous = graph.root(i)
-            if contiguous:
-                ranges.append((i, r + 1))
+            r, path = graph.root(i)
+            if path is not None:
+                ranges.append(path)
             else:
                 general.append(i)
             p = int(nxt_c[r])
@@ -346,7 +382,7 @@ def _clock_jump_ok(b: np.ndarray, p: int, st: _Classic) -> bool:
 
 
 def _path(pos_c, graph: _Graph, ranges, general) -> np.ndarray:
-    parts = [np.arange(a, e, dtype=np.int64) for a, e in ranges]
+    parts = list(ranges)
     if general:
         parts.append(np.flatnonzero(graph.mark(general)))
     if not parts:
@@ -393,7 +429,7 @@ class _Iface:
 
 
 def _ng_candidates(b: np.ndarray, lo: int, hi: int, bo: str) -> tuple[np.ndarray, np.ndarray]:
-    pos = _scan(b, lo, hi, bo, lambda v: ((v >= 1) & (v <= 6)) | (v == 0x0A0D0D0A))
+    pos = _scan(b, lo, hi, bo, lambda v: ((v >= 1) & (v <= 6)) | (v == 0x0A0D0D0A))  # IDB..EPB, SHB
     pos = pos[pos + 12 <= len(b)]
     length = _u32(b, pos + 4, bo).astype(np.int64)
     ok = (length % 4 == 0) & (length >= 12) & (length <= _MAX_BLOCK) & (pos + length <= len(b))
@@ -427,7 +463,7 @@ def _frame_pcapng(win: _Window, head: bytes, report: ReadReport, window_bytes: i
         pos_c, nxt_c = _ng_candidates(b, 0, limit, bo)
         graph = _Graph(_chain(pos_c, nxt_c))
         good_pos = None
-        ranges: list[tuple[int, int]] = []
+        ranges: list[np.ndarray] = []
         general: list[int] = []
         extra: list[int] = []  # blocks of types we do not list as candidates, taken one by one
         p = 0
@@ -435,8 +471,8 @@ def _frame_pcapng(win: _Window, head: bytes, report: ReadReport, window_bytes: i
         while p < limit:
             i = int(np.searchsorted(pos_c, p))
             if i < len(pos_c) and pos_c[i] == p:
-                r, contiguous = graph.root(i)
-                (ranges.append((i, r + 1)) if contiguous else general.append(i))
+                r, path = graph.root(i)
+                (ranges.append(path) if path is not None else general.append(i))
                 p = int(nxt_c[r])
                 continue
             if p + 12 > len(b):
@@ -446,7 +482,7 @@ def _frame_pcapng(win: _Window, head: bytes, report: ReadReport, window_bytes: i
                 report.bad("truncated pcapng block header at end of file", offset=base + p, excerpt=bytes(b[p:p + 12]))
                 p = len(b)
                 break
-            btype, blen = struct.unpack_from(bo + "II", b, p)
+            _, blen = struct.unpack_from(bo + "II", b, p)
             if bytes(b[p:p + 4]) == _PCAPNG_SHB and p + 12 <= len(b):
                 other = "<" if bytes(b[p + 8:p + 12]) == b"\x4d\x3c\x2b\x1a" else (">" if bytes(b[p + 8:p + 12]) == b"\x1a\x2b\x3c\x4d" else None)
                 if other is not None and other != bo:

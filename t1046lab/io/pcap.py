@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import schema
 from . import register
 from ._pcap_assemble import assemble
 from ._pcap_decode import ERROR_FIELDS, PACKET_FIELDS, decode
@@ -36,7 +35,7 @@ from ._pcap_frames import is_capture, iter_frames
 from ._report import ReadReport
 from ._source import PathLike, open_binary
 
-__all__ = ["read_pcap", "DEFAULT_ATTEMPT_TIMEOUT"]
+__all__ = ["DEFAULT_ATTEMPT_TIMEOUT", "read_pcap"]
 
 #: Seconds: a probe retried within this time of the previous try is the same attempt, and a
 #: UDP/ICMP exchange idle for longer ends (Zeek's UDP inactivity timeout is also 60 s).
@@ -46,7 +45,7 @@ DEFAULT_ATTEMPT_TIMEOUT = 60.0
 
 # bytes per window: about 96 bytes a packet, bounded so that memory stays moderate
 _MIN_WINDOW = 1 << 20
-_MAX_WINDOW = 64 << 20
+_MAX_WINDOW = 16 << 20
 
 
 def _sniff(head: bytes, name: str) -> bool:
@@ -76,7 +75,8 @@ def read_pcap(
     attempt_timeout : float, default 60.0
         Seconds. A TCP SYN on a 5-tuple whose previous flow was closed (RST or FIN), or
         idle for longer than this, starts a new flow; UDP, ICMP and other flows end after
-        this much silence; a retried probe (same initiator, target address, port and
+        this much silence, TCP flows after five times as much (300 s by default, Zeek's
+        TCP inactivity timeout); a retried probe (same initiator, target address, port and
         protocol, even from a new source port) is merged into the previous attempt when
         it comes within this time and no try was established yet.
 
@@ -127,8 +127,8 @@ def read_pcap(
     E = _concat(errors, ERROR_FIELDS)
     del packets, errors
     conns = assemble(P, E, report, timeout_ns=int(attempt_timeout * 1e9))
-    if len(conns) == 0:
-        yield conns if len(conns.columns) else schema.empty_frame()
+    if len(conns) <= chunksize:
+        yield conns
         return
     for lo in range(0, len(conns), chunksize):
         yield conns.iloc[lo : lo + chunksize].reset_index(drop=True)

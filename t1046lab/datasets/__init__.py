@@ -1,0 +1,1 @@
+"""Bundled datasets, the enterprise simulator and the scan lab."""
