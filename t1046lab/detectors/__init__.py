@@ -1,1 +1,46 @@
-"""Detectors: one module per detector family, one alerts frame for all."""
+"""Detectors: one module per detector family, one alerts frame for all (**contract**).
+
+``detect(conns, detector=NAME, **params)`` runs one registered detector by name and returns
+the alerts frame of :mod:`t1046lab.alerts`; ``list_detectors()`` lists them with their
+published default parameters. Classic sequential detectors (``zeek-scan``, ``simple-scan``,
+``snort-portscan``, ``trw``) read the connections frame directly. A new detector is a module
+in this package that decorates its function with :func:`register_detector`; it is found
+automatically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ._registry import DetectorInfo, get_detector, list_detectors, register_detector
+
+__all__ = ["detect", "list_detectors", "register_detector", "get_detector", "DetectorInfo"]
+
+
+def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **params: Any) -> pd.DataFrame:
+    """Run one detector by name over a canonical connections frame.
+
+    Parameters
+    ----------
+    conns : DataFrame
+        A canonical connections frame (from :func:`t1046lab.read` or ``schema.conform``).
+        It is not modified.
+    detector : str
+        A registered name; see :func:`list_detectors`.
+    all_windows : bool, default False
+        Keep the rows that did not alert (every entity and window the detector scored).
+    **params
+        The detector's parameters; unknown names raise ``ValueError`` listing the valid ones.
+
+    Returns
+    -------
+    DataFrame
+        The alerts frame (``entity``, ``window_start``, ``window_end``, ``detector``, ``score``,
+        ``alert``, ``scan_type``, ``first_alert_time``, ``attempts_to_alert``, ``explanation``),
+        plus detector-specific columns after them.
+    """
+    info = get_detector(detector)
+    resolved = info.resolve(params)
+    return info.func(conns, all_windows=bool(all_windows), **resolved)
