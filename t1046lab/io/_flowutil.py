@@ -120,9 +120,28 @@ def split_fields(
     return fields, ok, counts
 
 
-def quarantine(report: ReadReport, reason_of: np.ndarray, lines: np.ndarray, excerpts: list[Any] | None = None) -> None:
-    """Quarantine the records whose ``reason_of`` entry is non-empty, one call per reason."""
+def quarantine(
+    report: ReadReport,
+    reason_of: np.ndarray,
+    lines: np.ndarray,
+    excerpts: list[Any] | None = None,
+    *,
+    deferred: list[tuple[int, str, Any]] | None = None,
+) -> None:
+    """Quarantine the records whose ``reason_of`` entry is non-empty, one call per reason.
+
+    ``deferred`` holds ``(line, reason, excerpt)`` of records found bad earlier in the
+    chunk (not JSON, ...); in strict mode the error raised is the one on the earliest line.
+    """
+    deferred = deferred or []
     bad = reason_of != ""
+    if report.strict and (bad.any() or deferred):
+        candidates = [(int(lines[i]), str(reason_of[i]), excerpts[i] if excerpts else "") for i in np.flatnonzero(bad)[:1]]
+        line, reason, excerpt = min(candidates + list(deferred), key=lambda c: c[0])
+        report.bad(reason, line=line, excerpt=excerpt)
+    for line, reason, excerpt in deferred:
+        report.bad(reason, line=line, excerpt=excerpt)
+    deferred.clear()
     if not bad.any():
         return
     for reason in pd.unique(reason_of[bad]):
@@ -145,15 +164,18 @@ def flag_letters(text: pd.Series, letters: dict[str, int]) -> np.ndarray:
 
 def iter_json_lines(
     path: PathLike, report: ReadReport, chunk_lines: int
-) -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
-    """Yield ``(line_numbers, objects)`` for each chunk of a JSON-lines file.
+) -> Iterator[tuple[np.ndarray, list[dict[str, Any]], list[tuple[int, str, Any]]]]:
+    """Yield ``(line_numbers, objects, deferred)`` for each chunk of a JSON-lines file.
 
-    Blank lines are not records; a line that is not a JSON object is quarantined with its
-    number (``json.loads`` per line is the parsing; column building is batched by callers).
+    Blank lines are not records. A line that is not a JSON object goes to ``deferred`` as
+    ``(line, reason, excerpt)``; the caller passes it to :func:`quarantine` with its own
+    findings so that strict mode raises on the earliest bad line (``json.loads`` per line is
+    the parsing; column building is batched by callers).
     """
     for first, raw in iter_line_chunks(path, chunk_lines):
         objs: list[dict[str, Any]] = []
         nums: list[int] = []
+        deferred: list[tuple[int, str, Any]] = []
         for i, line in enumerate(raw):
             if not line.strip():
                 continue
@@ -161,14 +183,14 @@ def iter_json_lines(
             try:
                 obj = json.loads(line)
             except (ValueError, UnicodeDecodeError) as exc:
-                report.bad(f"not JSON: {exc.__class__.__name__}", line=first + i, excerpt=line)
+                deferred.append((first + i, f"not JSON: {exc.__class__.__name__}", line))
                 continue
             if not isinstance(obj, dict):
-                report.bad("JSON value is not an object", line=first + i, excerpt=line)
+                deferred.append((first + i, "JSON value is not an object", line))
                 continue
             objs.append(obj)
             nums.append(first + i)
-        yield np.asarray(nums, dtype=np.int64), objs
+        yield np.asarray(nums, dtype=np.int64), objs, deferred
 
 
 def dig(obj: Any, *keys: str) -> Any:

@@ -146,13 +146,12 @@ def read_argus(path: PathLike, report: ReadReport, *, chunksize: int, tz: str = 
 
 def _chunk(lines: pd.Series, nums: np.ndarray, width: int, where: dict[str, int], tz: str, report: ReadReport) -> pd.DataFrame | None:
     fields, ok_width, counts = fu.split_fields(lines, sep=",", width=width)
-    if (~ok_width).any():
-        why = np.where(ok_width, "", np.char.add(f"expected {width} fields, found ", counts.astype(str))).astype(object)
-        fu.quarantine(report, why, nums, excerpts=lines.tolist())
+    deferred = [(int(nums[i]), f"expected {width} fields, found {counts[i]}", lines.iloc[i]) for i in np.flatnonzero(~ok_width)]
     nums, lines = nums[ok_width], lines[ok_width]
     fields = fields.reset_index(drop=True)
     n = len(fields)
     if n == 0:
+        fu.quarantine(report, np.empty(0, dtype=object), nums, deferred=deferred)
         return None
     why = np.full(n, "", dtype=object)
 
@@ -201,7 +200,7 @@ def _chunk(lines: pd.Series, nums: np.ndarray, width: int, where: dict[str, int]
         v, _, ok = fu.parse_ints(col(key), missing=("",))
         fail(~ok | (v < 0), f"{key} is not a count")
         nums_[key] = v
-    fu.quarantine(report, why, nums, excerpts=lines.tolist())
+    fu.quarantine(report, why, nums, excerpts=lines.tolist(), deferred=deferred)
     good = why == ""
     arp_ok = good & arp
     report.skip("ARP record holds no IP connection", int(arp_ok.sum()))

@@ -200,8 +200,13 @@ def _parse(tuples: list[str], meta: list[tuple[Any, ...]], counts: np.ndarray, p
         why[mask & (why == "")] = reason
 
     fail(~is_str, "flow tuple is not a string")
-    allowed = (13,) if vnet else (8, 13)
-    fail(~np.isin(width, allowed), f"expected {' or '.join(map(str, allowed))} fields")
+    if vnet:
+        fail(width != 13, "expected 13 fields")
+    else:
+        version = pd.to_numeric(info["version"], errors="coerce").to_numpy()
+        fail((version == 1) & (width != 8), "expected 8 fields (version 1)")
+        fail((version == 2) & (width != 13), "expected 13 fields (version 2)")
+        fail(~np.isin(width, (8, 13)), "expected 8 or 13 fields")
     cols = pd.DataFrame(
         [p + [""] * (13 - len(p)) if len(p) <= 13 else p[:13] for p in parts], columns=range(13), dtype=object
     ) if n else pd.DataFrame(columns=range(13))

@@ -97,8 +97,8 @@ def read_gcp(
         raise TypeError(f"gcp reader got unknown options {sorted(options)}")
     report.note("gcp: VPC flow logs are sampled and carry no TCP flags: rejected and unanswered attempts are not distinguished")
     yielded = False
-    for lines, objs in fu.iter_json_lines(path, report, chunksize):
-        frame = _chunk(lines, objs, report, pair_tolerance, orient)
+    for lines, objs, deferred in fu.iter_json_lines(path, report, chunksize):
+        frame = _chunk(lines, objs, deferred, report, pair_tolerance, orient)
         if frame is not None:
             yielded = True
             yield frame
@@ -106,7 +106,7 @@ def read_gcp(
         yield schema.conform({}, log_format="gcp", n=0)
 
 
-def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport, tolerance: float, orient: bool) -> pd.DataFrame | None:
+def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[int, str, Any]], report: ReadReport, tolerance: float, orient: bool) -> pd.DataFrame | None:
     rows: list[tuple[Any, ...]] = []
     kept: list[int] = []
     skipped = 0
@@ -122,7 +122,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport, to
                 continue
         conn = payload.get("connection") if isinstance(payload, dict) else None
         if not isinstance(conn, dict):
-            report.bad("no jsonPayload.connection", line=line, excerpt=str(obj)[:200])
+            deferred.append((line, "no jsonPayload.connection", str(obj)[:200]))
             continue
         rule = payload.get("rule_details") or {}
         rows.append(
@@ -141,6 +141,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport, to
     if skipped:
         report.skip("log entry is neither a VPC flow nor a firewall record", skipped)
     if not rows:
+        fu.quarantine(report, np.empty(0, dtype=object), np.empty(0, dtype=np.int64), deferred=deferred)
         return None
     names = ["fw", "src", "dst", "sport", "dport", "proto", "start", "end", "bytes", "pkts", "reporter", "rtt", "disp", "rule", "fwdir"]
     names += [f"s_{k}" for k in _SIDE] + [f"d_{k}" for k in _SIDE] + [f"i_{k}" for k in _SIDE]
@@ -167,7 +168,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport, to
     disp = raw["disp"].astype("object").to_numpy()
     fw = raw["fw"].to_numpy(dtype=bool)
     fail(fw & ~np.isin(disp, ("ALLOWED", "DENIED", "INTERCEPTED")), "firewall disposition is not ALLOWED/DENIED/INTERCEPTED")
-    fu.quarantine(report, why, nums)
+    fu.quarantine(report, why, nums, deferred=deferred)
     good = why == ""
     if not good.any():
         return None
@@ -186,11 +187,15 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport, to
     first_of = key.groupby(list(key.columns), dropna=False, sort=False).ngroup().to_numpy()
     report.used(n)
     merged_into = pd.Series(np.arange(n)).groupby(first_of).transform("min").to_numpy()
-    for col in [c for c in raw.columns if c.startswith(("s_", "d_"))] + ["reporter"]:
-        filled = raw[col].groupby(first_of).transform("first")
-        raw[col] = filled
+    rep_text = raw["reporter"].astype("object")
+    by_src = (rep_text == "SRC").groupby(first_of).transform("any").to_numpy()
+    by_dest = (rep_text == "DEST").groupby(first_of).transform("any").to_numpy()
+    reporter = pd.Series(
+        np.select([by_src & by_dest, by_src, by_dest], ["DEST+SRC", "SRC", "DEST"], None), dtype=object
+    )
+    for col in [c for c in raw.columns if c.startswith(("s_", "d_"))]:
+        raw[col] = raw[col].groupby(first_of).transform("first")
     count = pd.Series(np.ones(n)).groupby(first_of).transform("sum").to_numpy()
-    reporter = raw["reporter"].astype("object").groupby(first_of).transform(lambda s: "+".join(sorted(set(s.dropna().astype(str)))))
     keep = ~dup
     idx = np.flatnonzero(keep)
     del merged_into

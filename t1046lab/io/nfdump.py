@@ -175,11 +175,7 @@ def read_nfdump(
 def _parse(lines: pd.Series, nums: np.ndarray, header: list[str], where: dict[str, int], tz: str, report: ReadReport) -> pd.DataFrame:
     width = len(header)
     fields, ok_width, counts = fu.split_fields(lines, sep=",", width=width)
-    why = np.where(ok_width, "", pd.Series(counts).map(lambda c: f"expected {width} fields, found {c}").to_numpy())
-    why = why.astype(object)
-    bad_width = ~ok_width
-    if bad_width.any():
-        fu.quarantine(report, why, nums, excerpts=lines.tolist())
+    deferred = [(int(nums[i]), f"expected {width} fields, found {counts[i]}", lines.iloc[i]) for i in np.flatnonzero(~ok_width)]
     nums = nums[ok_width]
     lines = lines[ok_width]
     fields = fields.reset_index(drop=True)
@@ -245,7 +241,7 @@ def _parse(lines: pd.Series, nums: np.ndarray, header: list[str], where: dict[st
         flags[numeric] = [int(v, 0) for v in flag_text[numeric]]
     if "flags" not in where:
         flags[:] = np.nan
-    fu.quarantine(report, why, nums, excerpts=lines.tolist())
+    fu.quarantine(report, why, nums, excerpts=lines.tolist(), deferred=deferred)
     ok = why == ""
     return pd.DataFrame(
         {

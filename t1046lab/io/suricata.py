@@ -75,8 +75,8 @@ def read_suricata(path: PathLike, report: ReadReport, *, chunksize: int, **optio
     if options:
         raise TypeError(f"suricata reader takes no options, got {sorted(options)}")
     yielded = False
-    for lines, objs in fu.iter_json_lines(path, report, chunksize):
-        frame = _chunk(lines, objs, report)
+    for lines, objs, deferred in fu.iter_json_lines(path, report, chunksize):
+        frame = _chunk(lines, objs, deferred, report)
         if frame is not None:
             yielded = True
             yield frame
@@ -84,7 +84,7 @@ def read_suricata(path: PathLike, report: ReadReport, *, chunksize: int, **optio
         yield schema.conform({}, log_format="suricata", n=0)
 
 
-def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport) -> pd.DataFrame | None:
+def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[int, str, Any]], report: ReadReport) -> pd.DataFrame | None:
     rows: list[tuple[Any, ...]] = []
     kept: list[int] = []
     skipped: dict[str, int] = {}
@@ -93,14 +93,14 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport) ->
         if kind != "flow":
             reason = f"event_type {kind!r} holds no connection" if isinstance(kind, str) else "no event_type"
             if not isinstance(kind, str):
-                report.bad("no event_type", line=line, excerpt=str(obj)[:200])
+                deferred.append((line, "no event_type", str(obj)[:200]))
                 continue
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         flow = obj.get("flow")
         tcp = obj.get("tcp")
         if not isinstance(flow, dict) or not isinstance(tcp, (dict, type(None))):
-            report.bad("flow event without a flow object", line=line, excerpt=str(obj)[:200])
+            deferred.append((line, "flow event without a flow object", str(obj)[:200]))
             continue
         tcp = tcp or {}
         rows.append(
@@ -119,6 +119,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport) ->
     for reason, n in skipped.items():
         report.skip(reason, n)
     if not rows:
+        fu.quarantine(report, np.empty(0, dtype=object), np.empty(0, dtype=np.int64), deferred=deferred)
         return None
     names = [
         "start", "end", "src", "sport", "dst", "dport", "proto", "pts", "ptc", "bts", "btc", "state",
@@ -154,7 +155,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], report: ReadReport) ->
         if hexed.any():
             val[hexed] = [int(v, 16) for v in text[hexed]]
         flags[col] = val
-    fu.quarantine(report, why, lines_kept, excerpts=None)
+    fu.quarantine(report, why, lines_kept, deferred=deferred)
     ok = why == ""
     report.used(int(ok.sum()))
     if not ok.any():

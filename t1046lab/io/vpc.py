@@ -175,14 +175,13 @@ def read_vpc(
 def _block(names: list[str], lines: pd.Series, nums: np.ndarray, tolerance: float, report: ReadReport) -> pd.DataFrame | None:
     width = len(names)
     fields, ok_width, counts = fu.split_fields(lines, sep=None, width=width)
-    if (~ok_width).any():
-        why = np.where(ok_width, "", np.char.add(f"expected {width} fields, found ", counts.astype(str))).astype(object)
-        fu.quarantine(report, why, nums, excerpts=lines.tolist())
+    deferred = [(int(nums[i]), f"expected {width} fields, found {counts[i]}", lines.iloc[i]) for i in np.flatnonzero(~ok_width)]
     nums, lines = nums[ok_width], lines[ok_width]
     fields = fields.reset_index(drop=True)
     fields.columns = names
     n = len(fields)
     if n == 0:
+        fu.quarantine(report, np.empty(0, dtype=object), nums, deferred=deferred)
         return None
     why = np.full(n, "", dtype=object)
 
@@ -205,7 +204,7 @@ def _block(names: list[str], lines: pd.Series, nums: np.ndarray, tolerance: floa
     action = col("action").to_numpy(dtype=object)
     fail(~skipping & ~np.isin(action, ("ACCEPT", "REJECT", "-")), "action is not ACCEPT or REJECT")
     fail(~skipping & np.isnan(ints["protocol"]) & ("protocol" in fields.columns), "protocol missing")
-    fu.quarantine(report, why, nums, excerpts=lines.tolist())
+    fu.quarantine(report, why, nums, excerpts=lines.tolist(), deferred=deferred)
     good = why == ""
     for reason in ("NODATA", "SKIPDATA"):
         report.skip(f"log-status {reason}: no flow in the capture window", int((good & skipping & (status == reason)).sum()))
