@@ -8,6 +8,7 @@ and the pairing of unidirectional records into connection attempts.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,13 @@ from ._report import ReadReport
 from ._source import PathLike, iter_line_chunks
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
+
+#: Lines per internal chunk of the wide CSV and JSON readers: split fields and parsed JSON
+#: cost far more memory than the raw line, so chunks stay smaller than ``read``'s default.
+CHUNK_LINES = 65_536
+#: Lines per chunk of the readers that pair records within a chunk (vpc, gcp): larger, so
+#: that fewer pairs straddle a chunk boundary.
+PAIRING_CHUNK_LINES = 262_144
 
 _OUTCOMES = [str(o) for o in schema.Outcome]
 _TRANSPORTS = [str(t) for t in schema.Transport]
@@ -65,34 +73,64 @@ def transport_from_number(proto: np.ndarray) -> np.ndarray:
     return out
 
 
-def protocol_numbers(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Protocol names or numbers (``"TCP"``, ``"006"``, ``"ipv6-icmp"``, ``"17"``) → numbers.
+def per_unique(values: Any, fn: Any, fill: Any = np.nan, dtype: Any = np.float64) -> np.ndarray:
+    """Apply ``fn`` (array of distinct values → array of results) once per distinct value."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    out = np.full(len(codes), fill, dtype=dtype)
+    if len(uniques):
+        res = np.asarray(fn(np.asarray(uniques, dtype=object)), dtype=dtype)
+        have = codes >= 0
+        out[have] = res[codes[have]]
+    return out
 
-    Returns ``(numbers, ok)``; known non-transport names give -1 (``other``), unknown names
-    and numbers outside 0–255 are not ok.
+
+def fullmatch(values: Any, pattern: str) -> np.ndarray:
+    """Which values match the regular expression (tested once per distinct value)."""
+    rx = re.compile(pattern)
+    return per_unique(values, lambda u: np.array([rx.fullmatch(str(x)) is not None for x in u], dtype=bool), fill=False, dtype=bool)
+
+
+def strip(values: Any) -> pd.Series:
+    """Strip blanks from a low-cardinality text column (once per distinct value)."""
+    out = per_unique(values, lambda u: np.array([str(x).strip() for x in u], dtype=object), fill="", dtype=object)
+    return pd.Series(out, dtype=object)
+
+
+def _proto_lookup(uniques: np.ndarray) -> np.ndarray:
+    out = np.full(len(uniques), -2, dtype=np.int64)
+    for i, raw in enumerate(uniques):  # distinct protocol spellings: a handful per file
+        text = str(raw).strip().lower()
+        if text.isdigit() and len(text) <= 3:
+            out[i] = int(text)
+        elif text in _NAME_TO_NUMBER:
+            out[i] = _NAME_TO_NUMBER[text]
+        elif text in OTHER_PROTOCOL_NAMES:
+            out[i] = -1
+    return out
+
+
+def protocol_numbers(names: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Protocol names or numbers (``"TCP"``, ``"006"``, ``"ipv6-icmp"``, ``17``) → numbers.
+
+    Returns ``(numbers, ok)``; known non-transport names give -1 (``other``), unknown names,
+    missing values and numbers outside 0–255 are not ok.
     """
-    text = names.astype("object").fillna("").astype(str).str.strip().str.lower()
-    num = pd.to_numeric(text.where(text.str.fullmatch(r"\d{1,3}"), None), errors="coerce")
-    out = np.full(len(text), -2, dtype=np.int64)
-    have_num = num.notna().to_numpy()
-    out[have_num] = num.to_numpy()[have_num].astype(np.int64)
-    mapped = text.map(_NAME_TO_NUMBER)
-    have_name = mapped.notna().to_numpy() & ~have_num
-    out[have_name] = mapped.to_numpy()[have_name].astype(np.int64)
-    other = text.isin(OTHER_PROTOCOL_NAMES).to_numpy() & ~have_num & ~have_name
-    out[other] = -1
+    out = per_unique(names, _proto_lookup, fill=-2, dtype=np.int64)
     ok = (out >= -1) & (out <= 255)
     return out, ok
 
 
-def parse_ints(values: pd.Series, *, missing: tuple[str, ...] = ("-", "")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parse_ints(values: Any, *, missing: tuple[str, ...] = ("-", "")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse decimal integers; returns ``(values as float64, present, ok)``.
 
-    ``missing`` tokens give NaN and are ok; anything else that is not an integer is not ok.
+    Missing values (None, NaN) and ``missing`` tokens give NaN and are ok; anything else
+    that is not an integer is not ok. Works on object arrays of str or numbers without
+    converting them to a string dtype first (the costly part on large chunks).
     """
-    text = values.astype("object").fillna("").astype(str).str.strip()
-    absent = text.isin(missing).to_numpy()
-    num = pd.to_numeric(text.where(~absent, None), errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    series = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values.astype(object)
+    absent = series.isna().to_numpy() | series.isin(list(missing)).to_numpy()
+    num = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    num[absent] = np.nan
     with np.errstate(invalid="ignore"):
         integral = np.isfinite(num) & (np.floor(num) == num)
     ok = absent | integral
@@ -155,11 +193,39 @@ def quarantine(
 
 def flag_letters(text: pd.Series, letters: dict[str, int]) -> np.ndarray:
     """Decode flag strings such as ``...AP.SF`` or ``SPA`` into the TCP flag bitmask."""
-    text = text.astype("object").fillna("").astype(str)
-    out = np.zeros(len(text), dtype=np.int64)
-    for letter, bit in letters.items():
-        out |= np.where(text.str.contains(letter, regex=False).to_numpy(), bit, 0)
-    return out
+    def decode(uniques: np.ndarray) -> np.ndarray:
+        return np.array([sum(bit for letter, bit in letters.items() if letter in str(u)) for u in uniques], dtype=np.int64)
+
+    return per_unique(text, decode, fill=0, dtype=np.int64)
+
+
+def decode_lines(raw: list[bytes], first: int, report: ReadReport) -> tuple[list[str], np.ndarray]:
+    """Decode a chunk of raw lines, dropping blank ones; returns ``(texts, line_numbers)``.
+
+    The whole chunk is decoded at once; only when that fails is it decoded line by line,
+    and a line that is not UTF-8 is counted and quarantined with its number.
+    """
+    try:
+        texts = b"\n".join(raw).decode("utf-8").split("\n")
+        nums = np.arange(first, first + len(texts), dtype=np.int64)
+    except UnicodeDecodeError:
+        texts, kept = [], []
+        for i, b in enumerate(raw):
+            try:
+                texts.append(b.decode("utf-8"))
+                kept.append(first + i)
+            except UnicodeDecodeError as exc:
+                report.seen()
+                report.bad(f"not UTF-8: {exc.reason}", line=first + i, excerpt=b)
+        nums = np.asarray(kept, dtype=np.int64)
+    if not texts:
+        return [], nums
+    blank = pd.Series(texts, dtype=object).str.strip().to_numpy() == ""
+    if blank.any():
+        keep = np.flatnonzero(~blank)
+        texts = [texts[i] for i in keep]
+        nums = nums[keep]
+    return texts, nums
 
 
 def iter_json_lines(
@@ -204,6 +270,12 @@ def dig(obj: Any, *keys: str) -> Any:
 # --- pairing unidirectional records ---------------------------------------------------
 
 
+def _codes(values: Any) -> np.ndarray:
+    """Integer codes of a column (NA gets its own code)."""
+    codes, _ = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    return codes.astype(np.int64)
+
+
 def pair_reverse(
     frame: pd.DataFrame,
     *,
@@ -212,63 +284,66 @@ def pair_reverse(
     start: str = "t0",
     end: str = "t1",
     tolerance: float = 1.0,
+    max_rounds: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find one-to-one pairs of records whose 5-tuples are each other's reverse.
 
     ``keys`` names the (src, dst, sport, dport) columns; ``same`` columns (protocol,
     interface) must be equal; ``start``/``end`` are float seconds and the two records' time
-    spans, widened by ``tolerance`` seconds, must overlap. Each record is in at most one
-    pair; a record with several candidates takes the nearest in start time (greedy rounds,
-    vectorised). Returns the positional indices ``(a, b)`` with ``a < b``.
+    spans, widened by ``tolerance`` seconds, must overlap.
+
+    Records are grouped by their unordered endpoint pair and sorted by start time; a record
+    pairs with a time-adjacent record of the opposite direction. Conflicts (A B A: which A
+    does B answer?) go to the pair nearer in time, in vectorised rounds, so a 5-tuple
+    repeated many times costs O(n log n), not a quadratic self-join. Returns positional
+    indices ``(a, b)``.
     """
     n = len(frame)
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
     if n < 2:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+        return empty
     sa, da, sp, dp = keys
-    cols = [sa, da, sp, dp, *same]
-    left = frame[cols].copy()
-    left["_i"] = np.arange(n)
-    left["_t0"] = frame[start].to_numpy(dtype=np.float64)
-    left["_t1"] = frame[end].to_numpy(dtype=np.float64)
-    right = left.rename(columns={sa: da, da: sa, sp: dp, dp: sp})
-    for c in (sa, da, sp, dp):
-        # fill missing ports/addresses with a sentinel so NA keys still match each other
-        left[c] = left[c].astype("object").fillna("\x00")
-        right[c] = right[c].astype("object").fillna("\x00")
-    for c in same:
-        left[c] = left[c].astype("object").fillna("\x00")
-        right[c] = right[c].astype("object").fillna("\x00")
-    m = left.merge(right, on=cols, suffixes=("_a", "_b"))
-    m = m[m["_i_a"] < m["_i_b"]]
-    overlap = (m["_t0_b"] <= m["_t1_a"] + tolerance) & (m["_t0_a"] <= m["_t1_b"] + tolerance)
-    m = m[overlap]
-    if m.empty:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    m = m.assign(_d=(m["_t0_a"] - m["_t0_b"]).abs()).sort_values(["_d", "_i_a", "_i_b"], kind="stable")
-    ia = m["_i_a"].to_numpy()
-    ib = m["_i_b"].to_numpy()
-    keep_a: list[np.ndarray] = []
-    keep_b: list[np.ndarray] = []
-    used = np.zeros(n, dtype=bool)
-    while len(ia):
-        # in candidate order, keep a pair when neither record appears earlier in this round
-        both = np.concatenate([ia, ib])
-        first_seen = ~pd.Series(both).duplicated().to_numpy()
-        k = len(ia)
-        take = first_seen[:k] & first_seen[k:]
-        # a pair is only safe if its records appear in no earlier candidate at all
-        order_pos = np.arange(k)
-        earliest = pd.Series(np.concatenate([order_pos, order_pos])).groupby(both).transform("min").to_numpy()
-        take &= (earliest[:k] == order_pos) & (earliest[k:] == order_pos)
-        if not take.any():
-            take[0] = True
-        keep_a.append(ia[take])
-        keep_b.append(ib[take])
-        used[ia[take]] = True
-        used[ib[take]] = True
-        rest = ~used[ia] & ~used[ib]
-        ia, ib = ia[rest], ib[rest]
-    return np.concatenate(keep_a), np.concatenate(keep_b)
+    addr = _codes(np.concatenate([frame[sa].to_numpy(dtype=object), frame[da].to_numpy(dtype=object)]))
+    port = _codes(np.concatenate([frame[sp].to_numpy(dtype=object), frame[dp].to_numpy(dtype=object)]))
+    endpoint = addr * (int(port.max()) + 1) + port
+    s_id, d_id = endpoint[:n], endpoint[n:]
+    lo, hi = np.minimum(s_id, d_id), np.maximum(s_id, d_id)
+    forward = s_id < d_id
+    self_flow = s_id == d_id
+    group_cols = {"lo": lo, "hi": hi}
+    for i, c in enumerate(same):
+        group_cols[f"s{i}"] = _codes(frame[c].to_numpy(dtype=object))
+    group = pd.DataFrame(group_cols).groupby(list(group_cols), sort=False).ngroup().to_numpy()
+    group = np.where(self_flow, -1 - np.arange(n), group)  # a flow to itself pairs with nothing
+    t0 = frame[start].to_numpy(dtype=np.float64)
+    t1 = frame[end].to_numpy(dtype=np.float64)
+    idx = np.lexsort((np.arange(n), t0, group))
+    out_a: list[np.ndarray] = []
+    out_b: list[np.ndarray] = []
+    for _ in range(max_rounds):
+        if len(idx) < 2:
+            break
+        g, f, a0, a1 = group[idx], forward[idx], t0[idx], t1[idx]
+        valid = (g[:-1] == g[1:]) & (f[:-1] != f[1:]) & (a0[1:] <= a1[:-1] + tolerance) & (a0[:-1] <= a1[1:] + tolerance)
+        if not valid.any():
+            break
+        dist = np.where(valid, np.abs(a0[1:] - a0[:-1]), np.inf)
+        left = np.concatenate([[np.inf], dist[:-1]])
+        right = np.concatenate([dist[1:], [np.inf]])
+        valid_left = np.concatenate([[False], valid[:-1]])
+        valid_right = np.concatenate([valid[1:], [False]])
+        take = valid & (((dist <= left) & (dist < right)) | (~valid_left & ~valid_right))
+        # the conditions above never take two candidates that share a record
+        where = np.flatnonzero(take)
+        out_a.append(idx[where])
+        out_b.append(idx[where + 1])
+        alive = np.ones(len(idx), dtype=bool)
+        alive[where] = False
+        alive[where + 1] = False
+        idx = idx[alive]
+    if not out_a:
+        return empty
+    return np.concatenate(out_a), np.concatenate(out_b)
 
 
 def seconds(ts: pd.Series) -> np.ndarray:

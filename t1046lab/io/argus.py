@@ -115,28 +115,16 @@ def read_argus(path: PathLike, report: ReadReport, *, chunksize: int, tz: str = 
     header: list[str] | None = None
     where: dict[str, int] = {}
     yielded = False
-    for first, raw in iter_line_chunks(path, chunksize):
-        texts: list[str] = []
-        nums: list[int] = []
-        for i, b in enumerate(raw):
-            try:
-                text = b.decode("utf-8")
-            except UnicodeDecodeError:
-                report.seen()
-                report.bad("not UTF-8", line=first + i, excerpt=b)
-                continue
-            if not text.strip():
-                continue
-            if header is None:
-                header = [h.strip() for h in text.split(",")]
-                where = _columns(header, path)
-                continue
-            texts.append(text)
-            nums.append(first + i)
+    for first, raw in iter_line_chunks(path, min(chunksize, fu.CHUNK_LINES)):
+        texts, nums = fu.decode_lines(raw, first, report)
+        if header is None and texts:
+            header = [h.strip() for h in texts[0].split(",")]
+            where = _columns(header, path)
+            texts, nums = texts[1:], nums[1:]
         if not texts:
             continue
         report.seen(len(texts))
-        frame = _chunk(pd.Series(texts, dtype=object), np.asarray(nums, dtype=np.int64), len(header or []), where, tz, report)
+        frame = _chunk(pd.Series(texts, dtype=object), nums, len(header or []), where, tz, report)
         if frame is not None:
             yielded = True
             yield frame
@@ -160,12 +148,12 @@ def _chunk(lines: pd.Series, nums: np.ndarray, width: int, where: dict[str, int]
 
     def col(key: str) -> pd.Series:
         if key in where:
-            return fields[where[key]].astype(str).str.strip()
+            return fields[where[key]].astype(object)
         return pd.Series([""] * n, dtype=object)
 
     text = col("start")
     start = pd.to_datetime(text, errors="coerce", format="%Y/%m/%d %H:%M:%S.%f")
-    alt = start.isna() & text.str.fullmatch(r"\d+(\.\d+)?")
+    alt = start.isna() & fu.fullmatch(text, r"\d+(\.\d+)?")
     if alt.any():  # ra -u: seconds since the epoch
         start = start.where(~alt, pd.to_datetime(pd.to_numeric(text.where(alt, None)), unit="s"))
     alt = start.isna() & (text != "")
@@ -176,7 +164,7 @@ def _chunk(lines: pd.Series, nums: np.ndarray, width: int, where: dict[str, int]
     dur = pd.to_numeric(col("dur").replace("", "nan"), errors="coerce").to_numpy(dtype=np.float64)
     if "dur" in where:
         fail(np.isnan(dur) | (dur < 0), "Dur is not a number")
-    pname = col("proto").str.lower()
+    pname = fu.strip(col("proto")).str.lower()
     arp = pname.isin(["arp", "rarp"]).to_numpy()
     pname = pname.where(~pname.isin(list(_UDP_NAMES)), "udp")
     proto, proto_ok = fu.protocol_numbers(pname)
@@ -185,10 +173,10 @@ def _chunk(lines: pd.Series, nums: np.ndarray, width: int, where: dict[str, int]
 
     def port(key: str) -> tuple[np.ndarray, np.ndarray]:
         t = col(key)
-        hexa = t.str.fullmatch(r"0x[0-9a-fA-F]+").to_numpy()
+        hexa = fu.fullmatch(t, r"0x[0-9a-fA-F]+")
         v, _, ok = fu.parse_ints(t.where(~hexa, "0"), missing=("",))
         if hexa.any():
-            v[hexa] = [int(x, 16) for x in t[hexa]]
+            v[hexa] = fu.per_unique(t[hexa], lambda u: np.array([int(x, 16) for x in u]))
         return v, (ok | hexa) & ~(v > 65535)
 
     sport, ok = port("sport")
@@ -208,8 +196,8 @@ def _chunk(lines: pd.Series, nums: np.ndarray, width: int, where: dict[str, int]
     report.used(int(keep.sum()))
     if not keep.any():
         return None
-    state = col("state").to_numpy(dtype=object)[keep]
-    direction = col("dir").to_numpy(dtype=object)[keep]
+    state = fu.strip(col("state")).to_numpy(dtype=object)[keep]
+    direction = fu.strip(col("dir")).to_numpy(dtype=object)[keep]
     proto, is_icmp = proto[keep], is_icmp[keep]
     sport, dport = sport[keep], dport[keep]
     v = {k: a[keep] for k, a in nums_.items()}
@@ -256,10 +244,10 @@ def _outcomes(transport: np.ndarray, state: pd.Series, pkts: np.ndarray, dpkts: 
 
     tcp = transport == "tcp"
     icmp = np.isin(transport, ("icmp", "icmpv6"))
-    zb = state.str.fullmatch(r"[FSRPAUEC]*_[FSRPAUEC]*").to_numpy()
-    parts = state.where(zb, "_").str.split("_", n=1, expand=True)
-    src_fl = fu.flag_letters(parts[0], _FLAG_LETTERS)
-    dst_fl = fu.flag_letters(parts[1], _FLAG_LETTERS)
+    zb = fu.fullmatch(state, r"[FSRPAUEC]*_[FSRPAUEC]*")
+    zs = state.where(zb, "_")
+    src_fl = fu.per_unique(zs, lambda u: fu.flag_letters(pd.Series([x.split("_")[0] for x in u]), _FLAG_LETTERS), fill=0, dtype=np.int64)
+    dst_fl = fu.per_unique(zs, lambda u: fu.flag_letters(pd.Series([x.split("_")[1] for x in u]), _FLAG_LETTERS), fill=0, dtype=np.int64)
     flags = np.where(zb, (src_fl | dst_fl).astype(np.float64), np.nan)
     assign(zb & ((dst_fl & fu.SYN) != 0), "established")
     assign(zb & ((dst_fl & fu.RST) != 0), "rejected")

@@ -207,9 +207,8 @@ def _parse(tuples: list[str], meta: list[tuple[Any, ...]], counts: np.ndarray, p
         fail((version == 1) & (width != 8), "expected 8 fields (version 1)")
         fail((version == 2) & (width != 13), "expected 13 fields (version 2)")
         fail(~np.isin(width, (8, 13)), "expected 8 or 13 fields")
-    cols = pd.DataFrame(
-        [p + [""] * (13 - len(p)) if len(p) <= 13 else p[:13] for p in parts], columns=range(13), dtype=object
-    ) if n else pd.DataFrame(columns=range(13))
+    cols = series.str.split(",", expand=True) if n else pd.DataFrame(columns=range(13))
+    cols = cols.reindex(columns=range(13)).astype(object).fillna("")
     epoch, _, ok = fu.parse_ints(cols[0], missing=())
     fail(~ok, "timestamp is not a number")
     ms = epoch > 1e11
@@ -268,8 +267,8 @@ def _parse(tuples: list[str], meta: list[tuple[Any, ...]], counts: np.ndarray, p
 
 def _merge(rec: pd.DataFrame, *, vnet: bool) -> pd.DataFrame:
     keys = ["mac", "src", "dst", "sport", "dport", "proto", "dir"]
-    k = rec[keys].astype(str).agg("\x1f".join, axis=1) if len(rec) else pd.Series([], dtype=object)
-    rec = rec.assign(_key=k.to_numpy(), _b=rec["state"].isin(["B", ""]).to_numpy() | rec["denied"].to_numpy())
+    k = rec.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    rec = rec.assign(_key=k, _b=rec["state"].isin(["B", ""]).to_numpy() | rec["denied"].to_numpy())
     # B before C/E at the same instant; then a new attempt at every B (or denied tuple) or key change
     rec = rec.assign(_rank=np.where(rec["_b"], 0, 1)).sort_values(["_key", "t", "_rank", "pos"], kind="stable")
     new = rec["_b"].to_numpy() | (rec["_key"].to_numpy() != np.roll(rec["_key"].to_numpy(), 1))
@@ -282,7 +281,7 @@ def _merge(rec: pd.DataFrame, *, vnet: bool) -> pd.DataFrame:
             "t0": g["t"].min(), "t1": g["t"].max(),
             "po": g["po"].sum(min_count=1), "bo": g["bo"].sum(min_count=1),
             "pi": g["pi"].sum(min_count=1), "bi": g["bi"].sum(min_count=1),
-            "denied": g["denied"].any(), "states": g["state"].agg(lambda s: "".join(map(str, s))),
+            "denied": g["denied"].any(), "states": g["state"].sum(),
             "n": g.size(),
         }
     )

@@ -97,7 +97,7 @@ def read_gcp(
         raise TypeError(f"gcp reader got unknown options {sorted(options)}")
     report.note("gcp: VPC flow logs are sampled and carry no TCP flags: rejected and unanswered attempts are not distinguished")
     yielded = False
-    for lines, objs, deferred in fu.iter_json_lines(path, report, chunksize):
+    for lines, objs, deferred in fu.iter_json_lines(path, report, min(chunksize, fu.PAIRING_CHUNK_LINES)):
         frame = _chunk(lines, objs, deferred, report, pair_tolerance, orient)
         if frame is not None:
             yielded = True

@@ -82,6 +82,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "exporter": ("ra", "exporterIP", "router"),
 }
 _REQUIRED = ("start", "src", "dst", "sport", "dport", "proto")
+_TRAILERS = ("Summary", "No matching flows")
 _FLAG_LETTERS = {"F": fu.FIN, "S": fu.SYN, "R": fu.RST, "P": fu.PSH, "A": fu.ACK, "U": fu.URG, "E": fu.ECE, "C": fu.CWR}
 
 
@@ -130,34 +131,23 @@ def read_nfdump(
     trailer = False
     pending: pd.DataFrame | None = None
     yielded = False
-    for first, raw in iter_line_chunks(path, chunksize):
-        texts: list[str] = []
-        nums: list[int] = []
-        for i, b in enumerate(raw):
-            if trailer:
-                break
-            line_no = first + i
-            try:
-                text = b.decode("utf-8")
-            except UnicodeDecodeError:
-                report.seen()
-                report.bad("not UTF-8", line=line_no, excerpt=b)
-                continue
-            if not text.strip():
-                continue
-            if header is None:
-                header = [h.strip() for h in text.split(",")]
-                where = _columns(header, path)
-                continue
-            if text.strip() == "Summary" or text.startswith("No matching flows"):
-                trailer = True  # the summary nfdump appends: not flow records
-                break
-            texts.append(text)
-            nums.append(line_no)
+    for first, raw in iter_line_chunks(path, min(chunksize, fu.CHUNK_LINES)):
+        if trailer:
+            break
+        texts, nums = fu.decode_lines(raw, first, report)
+        if header is None and texts:
+            header = [h.strip() for h in texts[0].split(",")]
+            where = _columns(header, path)
+            texts, nums = texts[1:], nums[1:]
+        # the summary nfdump appends (and its "No matching flows" notice) is not flow data
+        ends = [texts.index(m) for m in _TRAILERS if m in texts]  # list search in C, not a Python loop
+        if ends:
+            trailer = True
+            texts, nums = texts[: min(ends)], nums[: min(ends)]
         if header is None or not texts:
             continue
         report.seen(len(texts))
-        rec = _parse(pd.Series(texts, dtype=object), np.asarray(nums, dtype=np.int64), header, where, tz, report)
+        rec = _parse(pd.Series(texts, dtype=object), nums, header, where, tz, report)
         pending = rec if pending is None else pd.concat([pending, rec], ignore_index=True)
         out, pending = _emit(pending, pair_tolerance, report, final=False)
         if out is not None:
@@ -187,7 +177,7 @@ def _parse(lines: pd.Series, nums: np.ndarray, header: list[str], where: dict[st
 
     def col(key: str) -> pd.Series:
         if key in where:
-            return fields[where[key]].astype(str).str.strip()
+            return fields[where[key]].astype(object)
         return pd.Series([""] * n, dtype=object)
 
     def stamp(text: pd.Series) -> pd.Series:
@@ -209,13 +199,13 @@ def _parse(lines: pd.Series, nums: np.ndarray, header: list[str], where: dict[st
         fail(np.isnan(dur) | (dur < 0), "duration is not a number")
         t1 = np.where(np.isnan(t1), t0 + dur, t1)
     t1 = np.where(np.isnan(t1), t0, t1)
-    proto, proto_ok = fu.protocol_numbers(col("proto"))
+    proto, proto_ok = fu.protocol_numbers(fu.strip(col("proto")))
     fail(~proto_ok, "unknown protocol")
     is_icmp = np.isin(proto, (1, 58))
     sport, _, ok = fu.parse_ints(col("sport"), missing=("",))
     fail(~ok | (sport > 65535), "source port is not a port number")
     dtext = col("dport")
-    dotted = dtext.str.fullmatch(r"\d+\.\d+").to_numpy()
+    dotted = fu.fullmatch(dtext, r"\d+\.\d+")
     dport, _, ok = fu.parse_ints(dtext.where(~dotted, "0"), missing=("",))
     fail((~ok & ~dotted) | (dport > 65535), "destination port is not a port number")
     itype = np.where(is_icmp, np.floor(dport / 256), np.nan)
@@ -232,13 +222,13 @@ def _parse(lines: pd.Series, nums: np.ndarray, header: list[str], where: dict[st
             values[key] = v
         else:
             values[key] = np.full(n, np.nan)
-    flag_text = col("flags")
-    numeric = flag_text.str.fullmatch(r"\d+|0x[0-9a-fA-F]+").to_numpy()
-    lettered = flag_text.str.fullmatch(r"[.CEUAPRSFX]*").to_numpy()
+    flag_text = fu.strip(col("flags"))
+    numeric = fu.fullmatch(flag_text, r"\d+|0x[0-9a-fA-F]+")
+    lettered = fu.fullmatch(flag_text, r"[.CEUAPRSFX]*")
     fail(~numeric & ~lettered, "TCP flags are not a flag string")
     flags = fu.flag_letters(flag_text.where(lettered, ""), _FLAG_LETTERS).astype(np.float64)
     if numeric.any():
-        flags[numeric] = [int(v, 0) for v in flag_text[numeric]]
+        flags[numeric] = fu.per_unique(flag_text[numeric], lambda u: np.array([int(v, 0) for v in u]))
     if "flags" not in where:
         flags[:] = np.nan
     fu.quarantine(report, why, nums, excerpts=lines.tolist(), deferred=deferred)

@@ -75,7 +75,7 @@ def read_suricata(path: PathLike, report: ReadReport, *, chunksize: int, **optio
     if options:
         raise TypeError(f"suricata reader takes no options, got {sorted(options)}")
     yielded = False
-    for lines, objs, deferred in fu.iter_json_lines(path, report, chunksize):
+    for lines, objs, deferred in fu.iter_json_lines(path, report, min(chunksize, fu.CHUNK_LINES)):
         frame = _chunk(lines, objs, deferred, report)
         if frame is not None:
             yielded = True
@@ -171,9 +171,9 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[i
     columns: dict[str, Any] = {
         "event_start": start,
         "event_duration_s": (end - start).dt.total_seconds().to_numpy(),
-        "source_ip": raw["src"].astype(str).to_numpy(),
+        "source_ip": raw["src"].to_numpy(dtype=object),
         "source_port": np.where(is_icmp, np.nan, counts["sport"]),
-        "destination_ip": raw["dst"].astype(str).to_numpy(),
+        "destination_ip": raw["dst"].to_numpy(dtype=object),
         "destination_port": np.where(is_icmp, np.nan, counts["dport"]),
         "network_transport": fu.categorical(transport, schema.TRANSPORT_DTYPE),
         "conn_outcome": fu.outcome(out),

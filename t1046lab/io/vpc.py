@@ -127,7 +127,7 @@ def read_vpc(
     if unknown:
         raise ValueError(f"unknown VPC flow log fields {unknown}")
     yielded = False
-    for first, raw in iter_line_chunks(path, chunksize):
+    for first, raw in iter_line_chunks(path, min(chunksize, fu.PAIRING_CHUNK_LINES)):
         # a header line splits the chunk into blocks with different field orders
         block_texts: list[str] = []
         block_nums: list[int] = []
