@@ -457,3 +457,41 @@ def test_azure_broken_document_is_quarantined(tmp_path, shared):
     p = write(tmp_path, "broken.json", text[: len(text) // 2])
     df, rep = read(p, format="azure-vnet")
     assert len(df) == 0 and rep.records_quarantined == 1 and rep.quarantine[0]["line"] is not None
+
+
+# --- cross-cutting --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["suricata_eve_flow.json", "nfdump_csv_v1.7.txt", "argus_ra_Zb.csv", "azure_vnet_flow.json"]
+)
+def test_chunked_reading_gives_the_same_rows(shared, name):
+    path = shared(F + name)
+    whole, rep = read(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        chunks = list(tio.read(path, chunksize=2))
+    parts = pd.concat(chunks, ignore_index=True)
+    key = ["event_start", "source_ip", "source_port", "destination_port"]
+    a = whole.sort_values(key).reset_index(drop=True)
+    b = parts.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[list(schema.CORE_COLUMNS)], b[list(schema.CORE_COLUMNS)])
+    last = chunks[-1].attrs["read_report"]
+    assert last.balanced and last.records_used == rep.records_used
+
+
+def test_pairing_repeated_five_tuple_is_linear_and_one_to_one(tmp_path):
+    # 3000 DNS queries from one fixed source port, each answered 10 ms later: one 5-tuple
+    # repeated; a self-join on the 5-tuple would build 9 million candidates
+    rows = ["ts,te,td,sa,da,sp,dp,pr,flg,ipkt,ibyt,opkt,obyt"]
+    for i in range(3000):
+        t = f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}"
+        rows.append(f"{t},{t},0.000,10.0.0.5,10.0.0.53,5353,53,UDP,........,1,70,0,0")
+        if i % 3:  # every third query goes unanswered
+            rows.append(f"{t},{t},0.000,10.0.0.53,10.0.0.5,53,5353,UDP,........,1,120,0,0")
+    p = write(tmp_path, "dns.csv", "\n".join(rows) + "\n")
+    df, rep = read(p, format="nfdump", pair_tolerance=0.5)
+    assert rep.records_used == 5000 and len(df) == 3000
+    assert (df["destination_port"] == 53).all()
+    assert (df["conn_outcome"] == "established").sum() == 2000
+    assert (df["conn_outcome"] == "no_reply").sum() == 1000
