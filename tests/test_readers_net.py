@@ -495,3 +495,11 @@ def test_pairing_repeated_five_tuple_is_linear_and_one_to_one(tmp_path):
     assert (df["destination_port"] == 53).all()
     assert (df["conn_outcome"] == "established").sum() == 2000
     assert (df["conn_outcome"] == "no_reply").sum() == 1000
+
+
+@pytest.mark.parametrize("fmt", ["suricata", "nfdump", "argus", "vpc", "gcp", "azure-nsg", "azure-vnet"])
+def test_empty_input_gives_an_empty_canonical_frame(tmp_path, fmt):
+    p = write(tmp_path, "empty.log", "")
+    df, rep = read(p, format=fmt)
+    assert len(df) == 0 and rep.records_seen == 0
+    assert list(df.columns[: len(schema.CORE_COLUMNS)]) == list(schema.CORE_COLUMNS)

@@ -88,6 +88,8 @@ def read_azure_vnet(path: PathLike, report: ReadReport, *, chunksize: int, **opt
 
 def _documents(text: str, report: ReadReport) -> list[tuple[Any, int]]:
     """The JSON documents of the file with the line each starts on."""
+    if not text.strip():
+        return []
     try:
         return [(json.loads(text), 1)]
     except ValueError as whole:
@@ -111,6 +113,7 @@ def _documents(text: str, report: ReadReport) -> list[tuple[Any, int]]:
 
 def _read(path: PathLike, report: ReadReport, chunksize: int, *, vnet: bool) -> Iterator[pd.DataFrame]:
     fmt = "azure-vnet" if vnet else "azure-nsg"
+    report.note(f"{fmt}: flow tuples carry no TCP flags: a closed port that answered with RST shows as established")
     with open_binary(path) as fh:
         raw = fh.read()
     try:
