@@ -143,14 +143,14 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[i
     counts = {}
     for col in ("pts", "ptc", "bts", "btc", "sport", "dport", "itype", "icode", "ritype", "ricode", "flow_id"):
         values, present, ok = fu.parse_ints(raw[col])
-        fail(~ok, f"{col_name(col)} is not an integer")
+        fail(~ok, f"{_col_name(col)} is not an integer")
         counts[col] = values
     fail((counts["sport"] > 65535) | (counts["dport"] > 65535), "port outside 0-65535")
     flags = {}
     for col in ("flags", "fts", "ftc"):
         text = raw[col].astype("object").fillna("").astype(str)
         hexed = text.str.fullmatch(r"[0-9a-fA-F]{1,2}").to_numpy()
-        fail(~hexed & (text != "").to_numpy(), f"tcp.{col_name(col)} is not a hex flag byte")
+        fail(~hexed & (text != "").to_numpy(), f"tcp.{_col_name(col)} is not a hex flag byte")
         val = np.full(n, np.nan)
         if hexed.any():
             val[hexed] = [int(v, 16) for v in text[hexed]]
@@ -197,7 +197,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[i
     return schema.conform(columns, log_format="suricata")
 
 
-def col_name(col: str) -> str:
+def _col_name(col: str) -> str:
     return {
         "pts": "flow.pkts_toserver", "ptc": "flow.pkts_toclient", "bts": "flow.bytes_toserver",
         "btc": "flow.bytes_toclient", "sport": "src_port", "dport": "dest_port", "itype": "icmp_type",

@@ -373,6 +373,4 @@ def _rows(f: pd.DataFrame, rec: pd.DataFrame, iv: dict[str, np.ndarray], fcol: A
             values = own(fcol(name))
             key = "vpc_" + name.replace("-", "_")
             columns[key] = s(values) if name != "traffic-path" else pd.Series(own(iv["traffic-path"])).astype("Int8").array
-    if "vpc-id" in f.columns:
-        columns["vpc_vpc_id"] = columns.pop("vpc_vpc_id")
     return schema.conform(columns, log_format="vpc")
