@@ -64,7 +64,7 @@ def test_sniffing_picks_the_format(shared, name, fmt):
 
 @pytest.mark.parametrize("name", ["zeek_conn.log", "zeek_conn.json", "hubble_flows.json", "calico_flows.json", "unsw_nb15_training_set.csv"])
 def test_our_sniffers_leave_other_formats_alone(shared, name):
-    head = open(shared(F + name), "rb").read(65536)
+    head = shared(F + name).read_bytes()[:65536]
     readers = tio._load_readers()
     for fmt in ("suricata", "nfdump", "argus", "vpc", "gcp", "azure-nsg", "azure-vnet"):
         assert not readers[fmt].sniff(head, name), fmt
@@ -275,7 +275,7 @@ def test_vpc_custom_sample(shared):
 
 
 def test_vpc_v7_ecs_fixture(shared):
-    df, rep = read(shared(F + "vpc_flow_v7_ecs_otel_fixture.txt"))
+    df, _ = read(shared(F + "vpc_flow_v7_ecs_otel_fixture.txt"))
     assert len(df) == 1
     row = df.loc[0]
     assert row["container_id"] == "container-1" and row["vpc_ecs_task_id"] == "abcdef1234567890"
@@ -311,7 +311,7 @@ def test_vpc_flags_nat_and_bad_lines(tmp_path):
 
 
 def test_vpc_gzip_headerless_default_format(shared, tmp_path):
-    lines = open(shared(F + "vpc_flow_v2.txt")).read().splitlines()[1:]
+    lines = shared(F + "vpc_flow_v2.txt").read_text().splitlines()[1:]
     p = tmp_path / "cw.log.gz"
     with gzip.open(p, "wt") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -453,7 +453,7 @@ def test_azure_merges_across_records_and_quarantines_tuples(tmp_path):
 
 
 def test_azure_broken_document_is_quarantined(tmp_path, shared):
-    text = open(shared(F + "azure_vnet_flow.json")).read()
+    text = shared(F + "azure_vnet_flow.json").read_text()
     p = write(tmp_path, "broken.json", text[: len(text) // 2])
     df, rep = read(p, format="azure-vnet")
     assert len(df) == 0 and rep.records_quarantined == 1 and rep.quarantine[0]["line"] is not None
@@ -503,3 +503,15 @@ def test_empty_input_gives_an_empty_canonical_frame(tmp_path, fmt):
     df, rep = read(p, format=fmt)
     assert len(df) == 0 and rep.records_seen == 0
     assert list(df.columns[: len(schema.CORE_COLUMNS)]) == list(schema.CORE_COLUMNS)
+
+
+def test_nfdump_local_time_zone_option(shared):
+    df, _ = read(shared(F + "nfdump_csv_v1.7.txt"), tz="Europe/Prague")
+    # CTU traffic, January: nfdump printed CET (UTC+1)
+    assert df.loc[0, "event_start"] == pd.Timestamp("2018-01-12T14:37:30Z")
+
+
+def test_suricata_bad_flag_byte_is_quarantined(tmp_path):
+    p = write(tmp_path, "eve.json", _eve(proto="TCP", tcp={"tcp_flags": "zz", "tcp_flags_ts": "02", "tcp_flags_tc": "00"}) + "\n")
+    df, rep = read(p, format="suricata")
+    assert len(df) == 0 and rep.quarantine_reasons == {"tcp.tcp_flags is not a hex flag byte": 1}

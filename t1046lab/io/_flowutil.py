@@ -28,18 +28,18 @@ CHUNK_LINES = 65_536
 #: that fewer pairs straddle a chunk boundary.
 PAIRING_CHUNK_LINES = 262_144
 
-_OUTCOMES = [str(o) for o in schema.Outcome]
-_TRANSPORTS = [str(t) for t in schema.Transport]
-_POLICIES = [str(p) for p in schema.PolicyAction]
-
 #: IANA protocol names (as /etc/protocols spells them, lower case) that are not one of
 #: tcp/udp/icmp/icmpv6: they map to ``other``. A name outside this table and not a number
 #: is an unknown protocol and quarantines its record.
 OTHER_PROTOCOL_NAMES = frozenset(
-    "ip hopopt igmp ggp ipencap ipv4 st egp igp pup hmp xns-idp rdp iso-tp4 dccp xtp ddp idpr-cmtp "
-    "ipv6 ipv6-route ipv6-frag idrp rsvp gre esp ah skip ipv6-nonxt ipv6-opts rspf vmtp eigrp ospf "
-    "ospfigp ax.25 ipip etherip encap pim ipcomp vrrp l2tp isis sctp fc mobility-header udplite "
-    "mpls-in-ip manet hip shim6 wesp rohc ethernet ipx-in-ip carp pfsync divert".split()
+    [
+        "ip", "hopopt", "igmp", "ggp", "ipencap", "ipv4", "st", "egp", "igp", "pup", "hmp", "xns-idp", "rdp",
+        "iso-tp4", "dccp", "xtp", "ddp", "idpr-cmtp", "ipv6", "ipv6-route", "ipv6-frag", "idrp", "rsvp",
+        "gre", "esp", "ah", "skip", "ipv6-nonxt", "ipv6-opts", "rspf", "vmtp", "eigrp", "ospf", "ospfigp",
+        "ax.25", "ipip", "etherip", "encap", "pim", "ipcomp", "vrrp", "l2tp", "isis", "sctp", "fc",
+        "mobility-header", "udplite", "mpls-in-ip", "manet", "hip", "shim6", "wesp", "rohc", "ethernet",
+        "ipx-in-ip", "carp", "pfsync", "divert",
+    ]
 )
 _NAME_TO_NUMBER = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "icmp6": 58}
 

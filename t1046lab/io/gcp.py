@@ -113,7 +113,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[i
     for line, obj in zip(lines.tolist(), objs):
         log = str(obj.get("logName", ""))
         payload = obj.get("jsonPayload")
-        firewall = log.endswith("%2Ffirewall") or log.endswith("/firewall")
+        firewall = log.endswith(("%2Ffirewall", "/firewall"))
         if not (log.endswith("vpc_flows") or firewall):
             if isinstance(payload, dict) and "connection" in payload:
                 firewall = "disposition" in payload

@@ -89,9 +89,7 @@ _FLAG_LETTERS = {"F": fu.FIN, "S": fu.SYN, "R": fu.RST, "P": fu.PSH, "A": fu.ACK
 def _sniff(head: bytes, name: str) -> bool:
     first = head.lstrip().split(b"\n", 1)[0].strip()
     return (
-        first.startswith(b"ts,te,td,sa,da,sp,dp,pr")
-        or first.startswith(b"firstSeen,duration,proto,srcAddr")
-        or first.startswith(b"cnt,af,firstSeen,lastSeen,proto,srcAddr")
+        first.startswith((b"ts,te,td,sa,da,sp,dp,pr", b"firstSeen,duration,proto,srcAddr", b"cnt,af,firstSeen,lastSeen,proto,srcAddr"))
         or (b"firstSeen" in first and b"srcAddr" in first and b"dstAddr" in first)
     )
 

@@ -142,19 +142,16 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[i
     fail(~proto_ok, "unknown protocol")
     counts = {}
     for col in ("pts", "ptc", "bts", "btc", "sport", "dport", "itype", "icode", "ritype", "ricode", "flow_id"):
-        values, present, ok = fu.parse_ints(raw[col])
+        values, _, ok = fu.parse_ints(raw[col])
         fail(~ok, f"{_col_name(col)} is not an integer")
         counts[col] = values
     fail((counts["sport"] > 65535) | (counts["dport"] > 65535), "port outside 0-65535")
     flags = {}
     for col in ("flags", "fts", "ftc"):
-        text = raw[col].astype("object").fillna("").astype(str)
-        hexed = text.str.fullmatch(r"[0-9a-fA-F]{1,2}").to_numpy()
-        fail(~hexed & (text != "").to_numpy(), f"tcp.{_col_name(col)} is not a hex flag byte")
-        val = np.full(n, np.nan)
-        if hexed.any():
-            val[hexed] = [int(v, 16) for v in text[hexed]]
-        flags[col] = val
+        text = raw[col].astype(object)
+        hexed = fu.fullmatch(text, r"[0-9a-fA-F]{1,2}")
+        fail(~hexed & text.notna().to_numpy(), f"tcp.{_col_name(col)} is not a hex flag byte")
+        flags[col] = fu.per_unique(text.where(hexed, None), lambda u: np.array([int(v, 16) for v in u], dtype=np.float64))
     fu.quarantine(report, why, lines_kept, deferred=deferred)
     ok = why == ""
     report.used(int(ok.sum()))

@@ -72,16 +72,19 @@ from . import register
 from ._report import ReadReport
 from ._source import PathLike, iter_line_chunks
 
-__all__ = ["read_vpc", "DEFAULT_FIELDS"]
+__all__ = ["DEFAULT_FIELDS", "read_vpc"]
 
-DEFAULT_FIELDS = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status".split()
-KNOWN_FIELDS = set(DEFAULT_FIELDS) | set(
-    "vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id sublocation-type "
-    "sublocation-id pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path ecs-cluster-arn "
-    "ecs-cluster-name ecs-container-instance-arn ecs-container-instance-id ecs-container-id "
-    "ecs-second-container-id ecs-service-name ecs-task-definition-arn ecs-task-arn ecs-task-id "
-    "reject-reason".split()
-)
+DEFAULT_FIELDS = [
+    "version", "account-id", "interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "protocol",
+    "packets", "bytes", "start", "end", "action", "log-status",
+]
+KNOWN_FIELDS = set(DEFAULT_FIELDS) | {
+    "vpc-id", "subnet-id", "instance-id", "tcp-flags", "type", "pkt-srcaddr", "pkt-dstaddr", "region",
+    "az-id", "sublocation-type", "sublocation-id", "pkt-src-aws-service", "pkt-dst-aws-service",
+    "flow-direction", "traffic-path", "ecs-cluster-arn", "ecs-cluster-name", "ecs-container-instance-arn",
+    "ecs-container-instance-id", "ecs-container-id", "ecs-second-container-id", "ecs-service-name",
+    "ecs-task-definition-arn", "ecs-task-arn", "ecs-task-id", "reject-reason",
+}
 _INT_FIELDS = ("version", "srcport", "dstport", "protocol", "packets", "bytes", "start", "end", "tcp-flags", "traffic-path")
 _EXTRA_FIELDS = (
     "vpc-id", "subnet-id", "flow-direction", "traffic-path", "region", "az-id", "sublocation-type", "sublocation-id",
