@@ -515,3 +515,16 @@ def test_suricata_bad_flag_byte_is_quarantined(tmp_path):
     p = write(tmp_path, "eve.json", _eve(proto="TCP", tcp={"tcp_flags": "zz", "tcp_flags_ts": "02", "tcp_flags_tc": "00"}) + "\n")
     df, rep = read(p, format="suricata")
     assert len(df) == 0 and rep.quarantine_reasons == {"tcp.tcp_flags is not a hex flag byte": 1}
+
+
+def test_nfdump_lone_answers_are_turned_around(shared, tmp_path):
+    # only the target's side of the sample's probes was exported (asymmetric routing)
+    lines = shared(F + "nfdump_csv_v1.7.txt").read_text().splitlines()
+    answers = [ln for ln in lines[1:7] if "...A.R.." in ln]
+    p = write(tmp_path, "answers.csv", "\n".join([lines[0], *answers]) + "\n")
+    df, rep = read(p)
+    assert len(df) == 3 and outcomes(df) == ["rejected"] * 3
+    assert (df["source_ip"] == "147.32.80.119").all() and (df["destination_port"] == 902).all()
+    assert df["source_port"].tolist() == [52324, 52325, 52326]
+    assert df["destination_packets"].tolist() == [1, 1, 1] and df["source_packets"].isna().all()
+    assert df["nfdump_reply_flags"].tolist() == ["...A.R.."] * 3

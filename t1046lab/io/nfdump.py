@@ -31,6 +31,10 @@ tcp          reverse record; ``resp`` has RST                             reject
 tcp          reverse record; ``resp`` has ACK                             established
 tcp          no reverse; ``opkt`` > 0 (biflow)                            established
 tcp          no reverse; an ICMP unreachable from the target              icmp_unreachable
+tcp          no reverse; the record is itself an answer (RST without      rejected
+             SYN, no data) whose probe was not exported: turned around
+tcp          no reverse; the record is a SYN-ACK without data: turned     established
+             around
 tcp          no reverse; ``own`` has SYN and no ACK                       no_reply
 tcp          no reverse; ``own`` has ACK (mid-stream / one direction)     partial
 udp, other   reverse record or ``opkt`` > 0                               established
@@ -308,6 +312,13 @@ def _rows(rec: pd.DataFrame, init: np.ndarray, resp: np.ndarray, kinds: np.ndarr
     assign(tcp & pair & ((rflags & fu.RST) != 0), "rejected")
     assign(tcp & pair & ((rflags & fu.ACK) != 0), "established")
     assign(tcp & biflow, "established")
+    # a lone answer whose probe was not exported (asymmetric routing, sampling): RST without
+    # SYN, or SYN-ACK, and no data flags; it is turned around below so the prober is the source
+    no_data = (own & (fu.PSH | fu.FIN)) == 0
+    lone_rst = tcp & ~has & ~biflow & ((own & fu.RST) != 0) & ((own & fu.SYN) == 0) & no_data
+    lone_synack = tcp & ~has & ~biflow & ((own & (fu.SYN | fu.ACK)) == (fu.SYN | fu.ACK)) & ((own & fu.RST) == 0) & no_data
+    assign(lone_rst, "rejected")
+    assign(lone_synack, "established")
     assign(tcp & ~has & ((own & fu.SYN) != 0) & ((own & fu.ACK) == 0), "no_reply")
     assign(tcp & ~has & ((own & fu.ACK) != 0), "partial")
     assign(icmp & pair, "established")
@@ -330,18 +341,24 @@ def _rows(rec: pd.DataFrame, init: np.ndarray, resp: np.ndarray, kinds: np.ndarr
     exporter = pd.array(np.where(pd.isna(exporter) | (exporter == ""), None, exporter), dtype="string")
     flag_text = pick("flag_text")
     reply_text = np.where(pair, rec["flag_text"].to_numpy(dtype=object)[r], None)
+    turn = lone_rst | lone_synack
+    reply_text = np.where(turn, flag_text, reply_text)
+    flag_text = np.where(turn, None, flag_text)
+    src_bytes, src_pkts = pick("bytes").astype(np.float64), pick("pkts").astype(np.float64)
+    dst_bytes, dst_pkts = np.where(turn, src_bytes, dst_bytes), np.where(turn, src_pkts, dst_pkts)
+    src_bytes, src_pkts = np.where(turn, np.nan, src_bytes), np.where(turn, np.nan, src_pkts)
     columns: dict[str, Any] = {
         "event_start": start,
         "event_duration_s": t1 - t0,
-        "source_ip": pick("src"),
-        "source_port": pick("sport"),
-        "destination_ip": pick("dst"),
-        "destination_port": pick("dport"),
+        "source_ip": np.where(turn, pick("dst"), pick("src")),
+        "source_port": np.where(turn, pick("dport"), pick("sport")),
+        "destination_ip": np.where(turn, pick("src"), pick("dst")),
+        "destination_port": np.where(turn, pick("sport"), pick("dport")),
         "network_transport": fu.categorical(transport, schema.TRANSPORT_DTYPE),
         "conn_outcome": fu.outcome(out),
-        "source_bytes": pick("bytes").astype(np.float64),
+        "source_bytes": src_bytes,
         "destination_bytes": dst_bytes,
-        "source_packets": pick("pkts").astype(np.float64),
+        "source_packets": src_pkts,
         "destination_packets": dst_pkts,
         "tcp_flags": np.where(tcp, flags, np.nan),
         "icmp_type": np.where(icmp, itype, np.nan),
