@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -229,19 +229,26 @@ def decode_lines(raw: list[bytes], first: int, report: ReadReport) -> tuple[list
 
 
 def iter_json_lines(
-    path: PathLike, report: ReadReport, chunk_lines: int
-) -> Iterator[tuple[np.ndarray, list[dict[str, Any]], list[tuple[int, str, Any]]]]:
-    """Yield ``(line_numbers, objects, deferred)`` for each chunk of a JSON-lines file.
+    path: PathLike,
+    report: ReadReport,
+    chunk_lines: int,
+    extract: Callable[[int, dict[str, Any], list[tuple[int, str, Any]], dict[str, int]], tuple[Any, ...] | None],
+) -> Iterator[tuple[np.ndarray, list[tuple[Any, ...]], list[tuple[int, str, Any]], dict[str, int]]]:
+    """Yield ``(line_numbers, rows, deferred, skipped)`` for each chunk of a JSON-lines file.
 
-    Blank lines are not records. A line that is not a JSON object goes to ``deferred`` as
-    ``(line, reason, excerpt)``; the caller passes it to :func:`quarantine` with its own
-    findings so that strict mode raises on the earliest bad line (``json.loads`` per line is
-    the parsing; column building is batched by callers).
+    Each line is parsed with ``json.loads`` and handed to ``extract(line, obj, deferred,
+    skipped)``, which returns the record's row tuple, or ``None`` after adding the record to
+    ``deferred`` (bad: ``(line, reason, excerpt)``) or to ``skipped`` (reason → count). Only
+    the tuples are kept, not the parsed objects, so memory follows the row width. Blank lines
+    are not records; a line that is not a JSON object goes to ``deferred``. Callers pass
+    ``deferred`` to :func:`quarantine` with their own findings so that strict mode raises on
+    the earliest bad line.
     """
     for first, raw in iter_line_chunks(path, chunk_lines):
-        objs: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         nums: list[int] = []
         deferred: list[tuple[int, str, Any]] = []
+        skipped: dict[str, int] = {}
         for i, line in enumerate(raw):
             if not line.strip():
                 continue
@@ -254,9 +261,13 @@ def iter_json_lines(
             if not isinstance(obj, dict):
                 deferred.append((first + i, "JSON value is not an object", line))
                 continue
-            objs.append(obj)
-            nums.append(first + i)
-        yield np.asarray(nums, dtype=np.int64), objs, deferred
+            row = extract(first + i, obj, deferred, skipped)
+            if row is not None:
+                rows.append(row)
+                nums.append(first + i)
+        for reason, n in skipped.items():
+            report.skip(reason, n)
+        yield np.asarray(nums, dtype=np.int64), rows, deferred, skipped
 
 
 def dig(obj: Any, *keys: str) -> Any:

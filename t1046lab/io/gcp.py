@@ -97,8 +97,8 @@ def read_gcp(
         raise TypeError(f"gcp reader got unknown options {sorted(options)}")
     report.note("gcp: VPC flow logs are sampled and carry no TCP flags: rejected and unanswered attempts are not distinguished")
     yielded = False
-    for lines, objs, deferred in fu.iter_json_lines(path, report, min(chunksize, fu.PAIRING_CHUNK_LINES)):
-        frame = _chunk(lines, objs, deferred, report, pair_tolerance, orient)
+    for kept, rows, deferred, _ in fu.iter_json_lines(path, report, min(chunksize, fu.PAIRING_CHUNK_LINES), _extract):
+        frame = _chunk(kept, rows, deferred, report, pair_tolerance, orient)
         if frame is not None:
             yielded = True
             yield frame
@@ -106,47 +106,42 @@ def read_gcp(
         yield schema.conform({}, log_format="gcp", n=0)
 
 
-def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[int, str, Any]], report: ReadReport, tolerance: float, orient: bool) -> pd.DataFrame | None:
-    rows: list[tuple[Any, ...]] = []
-    kept: list[int] = []
-    skipped = 0
-    for line, obj in zip(lines.tolist(), objs):
-        log = str(obj.get("logName", ""))
-        payload = obj.get("jsonPayload")
-        firewall = log.endswith(("%2Ffirewall", "/firewall"))
-        if not (log.endswith("vpc_flows") or firewall):
-            if isinstance(payload, dict) and "connection" in payload:
-                firewall = "disposition" in payload
-            else:
-                skipped += 1
-                continue
-        conn = payload.get("connection") if isinstance(payload, dict) else None
-        if not isinstance(conn, dict):
-            deferred.append((line, "no jsonPayload.connection", str(obj)[:200]))
-            continue
-        rule = payload.get("rule_details") or {}
-        rows.append(
-            (
-                firewall, conn.get("src_ip"), conn.get("dest_ip"), conn.get("src_port"), conn.get("dest_port"),
-                conn.get("protocol"), payload.get("start_time") or (obj.get("timestamp") if firewall else None),
-                payload.get("end_time"), payload.get("bytes_sent"), payload.get("packets_sent"),
-                payload.get("reporter"), payload.get("rtt_msec"), payload.get("disposition"),
-                rule.get("reference"), rule.get("direction"),
-                *_side(payload, "src"), *_side(payload, "dest"),
-                # firewall entries name the VM the rule applied to as "instance"
-                *(_side({"src_instance": payload.get("instance")}, "src") if firewall else (None,) * 8),
-            )
-        )
-        kept.append(line)
-    if skipped:
-        report.skip("log entry is neither a VPC flow nor a firewall record", skipped)
+def _extract(line: int, obj: dict[str, Any], deferred: list[tuple[int, str, Any]], skipped: dict[str, int]) -> tuple[Any, ...] | None:
+    log = str(obj.get("logName", ""))
+    payload = obj.get("jsonPayload")
+    firewall = log.endswith(("%2Ffirewall", "/firewall"))
+    if not (log.endswith("vpc_flows") or firewall):
+        if isinstance(payload, dict) and "connection" in payload:
+            firewall = "disposition" in payload
+        else:
+            reason = "log entry is neither a VPC flow nor a firewall record"
+            skipped[reason] = skipped.get(reason, 0) + 1
+            return None
+    conn = payload.get("connection") if isinstance(payload, dict) else None
+    if not isinstance(conn, dict):
+        deferred.append((line, "no jsonPayload.connection", str(obj)[:200]))
+        return None
+    rule = payload.get("rule_details") or {}
+    return (
+        firewall, conn.get("src_ip"), conn.get("dest_ip"), conn.get("src_port"), conn.get("dest_port"),
+        conn.get("protocol"), payload.get("start_time") or (obj.get("timestamp") if firewall else None),
+        payload.get("end_time"), payload.get("bytes_sent"), payload.get("packets_sent"),
+        payload.get("reporter"), payload.get("rtt_msec"), payload.get("disposition"),
+        rule.get("reference"), rule.get("direction"),
+        *_side(payload, "src"), *_side(payload, "dest"),
+        # firewall entries name the VM the rule applied to as "instance"
+        *(_side({"src_instance": payload.get("instance")}, "src") if firewall else (None,) * 8),
+    )
+
+
+def _chunk(kept: np.ndarray, rows: list[tuple[Any, ...]], deferred: list[tuple[int, str, Any]], report: ReadReport, tolerance: float, orient: bool) -> pd.DataFrame | None:
     if not rows:
         fu.quarantine(report, np.empty(0, dtype=object), np.empty(0, dtype=np.int64), deferred=deferred)
         return None
     names = ["fw", "src", "dst", "sport", "dport", "proto", "start", "end", "bytes", "pkts", "reporter", "rtt", "disp", "rule", "fwdir"]
     names += [f"s_{k}" for k in _SIDE] + [f"d_{k}" for k in _SIDE] + [f"i_{k}" for k in _SIDE]
     raw = pd.DataFrame(rows, columns=names, dtype=object)
-    nums = np.asarray(kept, dtype=np.int64)
+    nums = kept
     n = len(raw)
     why = np.full(n, "", dtype=object)
 

@@ -75,8 +75,8 @@ def read_suricata(path: PathLike, report: ReadReport, *, chunksize: int, **optio
     if options:
         raise TypeError(f"suricata reader takes no options, got {sorted(options)}")
     yielded = False
-    for lines, objs, deferred in fu.iter_json_lines(path, report, min(chunksize, fu.CHUNK_LINES)):
-        frame = _chunk(lines, objs, deferred, report)
+    for kept, rows, deferred, _ in fu.iter_json_lines(path, report, min(chunksize, fu.CHUNK_LINES), _extract):
+        frame = _chunk(kept, rows, deferred, report)
         if frame is not None:
             yielded = True
             yield frame
@@ -84,40 +84,34 @@ def read_suricata(path: PathLike, report: ReadReport, *, chunksize: int, **optio
         yield schema.conform({}, log_format="suricata", n=0)
 
 
-def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[int, str, Any]], report: ReadReport) -> pd.DataFrame | None:
-    rows: list[tuple[Any, ...]] = []
-    kept: list[int] = []
-    skipped: dict[str, int] = {}
-    for line, obj in zip(lines.tolist(), objs):
-        kind = obj.get("event_type")
-        if kind != "flow":
-            reason = f"event_type {kind!r} holds no connection" if isinstance(kind, str) else "no event_type"
-            if not isinstance(kind, str):
-                deferred.append((line, "no event_type", str(obj)[:200]))
-                continue
+def _extract(line: int, obj: dict[str, Any], deferred: list[tuple[int, str, Any]], skipped: dict[str, int]) -> tuple[Any, ...] | None:
+    kind = obj.get("event_type")
+    if kind != "flow":
+        if not isinstance(kind, str):
+            deferred.append((line, "no event_type", str(obj)[:200]))
+        else:
+            reason = f"event_type {kind!r} holds no connection"
             skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        flow = obj.get("flow")
-        tcp = obj.get("tcp")
-        if not isinstance(flow, dict) or not isinstance(tcp, (dict, type(None))):
-            deferred.append((line, "flow event without a flow object", str(obj)[:200]))
-            continue
-        tcp = tcp or {}
-        rows.append(
-            (
-                flow.get("start"), flow.get("end"), obj.get("src_ip"), obj.get("src_port"),
-                obj.get("dest_ip"), obj.get("dest_port"), obj.get("proto"),
-                flow.get("pkts_toserver"), flow.get("pkts_toclient"),
-                flow.get("bytes_toserver"), flow.get("bytes_toclient"),
-                flow.get("state"), flow.get("reason"), tcp.get("tcp_flags"), tcp.get("tcp_flags_ts"),
-                tcp.get("tcp_flags_tc"), tcp.get("state"), obj.get("icmp_type"), obj.get("icmp_code"),
-                obj.get("response_icmp_type"), obj.get("response_icmp_code"), obj.get("flow_id"),
-                obj.get("app_proto"), obj.get("community_id"), obj.get("host"),
-            )
-        )
-        kept.append(line)
-    for reason, n in skipped.items():
-        report.skip(reason, n)
+        return None
+    flow = obj.get("flow")
+    tcp = obj.get("tcp")
+    if not isinstance(flow, dict) or not isinstance(tcp, (dict, type(None))):
+        deferred.append((line, "flow event without a flow object", str(obj)[:200]))
+        return None
+    tcp = tcp or {}
+    return (
+        flow.get("start"), flow.get("end"), obj.get("src_ip"), obj.get("src_port"),
+        obj.get("dest_ip"), obj.get("dest_port"), obj.get("proto"),
+        flow.get("pkts_toserver"), flow.get("pkts_toclient"),
+        flow.get("bytes_toserver"), flow.get("bytes_toclient"),
+        flow.get("state"), flow.get("reason"), tcp.get("tcp_flags"), tcp.get("tcp_flags_ts"),
+        tcp.get("tcp_flags_tc"), tcp.get("state"), obj.get("icmp_type"), obj.get("icmp_code"),
+        obj.get("response_icmp_type"), obj.get("response_icmp_code"), obj.get("flow_id"),
+        obj.get("app_proto"), obj.get("community_id"), obj.get("host"),
+    )
+
+
+def _chunk(kept: np.ndarray, rows: list[tuple[Any, ...]], deferred: list[tuple[int, str, Any]], report: ReadReport) -> pd.DataFrame | None:
     if not rows:
         fu.quarantine(report, np.empty(0, dtype=object), np.empty(0, dtype=np.int64), deferred=deferred)
         return None
@@ -127,7 +121,7 @@ def _chunk(lines: np.ndarray, objs: list[dict[str, Any]], deferred: list[tuple[i
         "app", "cid", "host",
     ]
     raw = pd.DataFrame(rows, columns=names, dtype=object)
-    lines_kept = np.asarray(kept, dtype=np.int64)
+    lines_kept = kept
     n = len(raw)
     why = np.full(n, "", dtype=object)
 
