@@ -528,3 +528,17 @@ def test_nfdump_lone_answers_are_turned_around(shared, tmp_path):
     assert df["source_port"].tolist() == [52324, 52325, 52326]
     assert df["destination_packets"].tolist() == [1, 1, 1] and df["source_packets"].isna().all()
     assert df["nfdump_reply_flags"].tolist() == ["...A.R.."] * 3
+
+
+def test_azure_vnet_strict_names_the_tuple_line(shared, tmp_path):
+    doc = json.loads(shared(F + "azure_vnet_flow.json").read_text())
+    tuples = doc["records"][0]["flowRecords"]["flows"][1]["flowGroups"][0]["flowTuples"]
+    tuples[1] = tuples[1].replace(",6,I,D,", ",6,I,Q,")  # flow state Q does not exist
+    p = write(tmp_path, "PT1H.json", json.dumps(doc, indent=4))
+    df, rep = read(p, format="azure-vnet")
+    assert rep.quarantine_reasons == {"flow state is not B, C, E or D": 1} and len(df) == 13
+    line = rep.quarantine[0]["line"]
+    assert ",6,I,Q," in p.read_text().splitlines()[line - 1]
+    assert "flowGroups[0].flowTuples[1]" in rep.quarantine[0]["excerpt"]
+    with pytest.raises(ParseError, match=rf"PT1H\.json:{line}"):
+        tio.read(p, format="azure-vnet", strict=True)
