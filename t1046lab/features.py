@@ -76,6 +76,8 @@ _OUTCOMES = [str(o) for o in Outcome]
 _TRANSPORTS = [str(t) for t in Transport]
 _FAILED_CODES = np.array([o in FAILED_OUTCOMES for o in _OUTCOMES] + [False])  # last: code -1
 _PORT_BITS = 17  # destination_port + 1 in [0, 65536]; 0 stands for a missing port
+#: Widest packed sort key (bits); wider keys fall back to ``np.lexsort``.
+_MAX_KEY_BITS = 62
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -311,7 +313,7 @@ class _Inputs:
         if n == 0:
             return first
         eb, pb, rb = _bit_length(int(entity.max())), _bit_length(self.n_peers), _bit_length(n - 1)
-        if eb + pb + rb <= 62:
+        if eb + pb + rb <= _MAX_KEY_BITS:
             key = (entity.astype(np.int64) << (pb + rb)) | (peer << rb) | np.arange(n, dtype=np.int64)
             key.sort()
             pair = key >> rb
@@ -431,7 +433,7 @@ class WindowGroups:
             return [empty] * len(levels)
         value_bits = sum(b for _, b in values)
         out = []
-        if _bit_length(self.n - 1) + value_bits <= 62:
+        if _bit_length(self.n - 1) + value_bits <= _MAX_KEY_BITS:
             key = group.astype(np.int64) << value_bits
             shift = value_bits
             for v, bits in values:
@@ -652,7 +654,7 @@ def _group_chunk(
     wl = k - k0
     e = entity[lo:hi][local] if len(local) != hi - lo else entity[lo:hi]
     wb, rb = _bit_length(k1 - k0 - 1), _bit_length(hi - lo - 1)
-    if entity_bits + wb + rb <= 62:
+    if entity_bits + wb + rb <= _MAX_KEY_BITS:
         key = (e.astype(np.int64) << (wb + rb)) | (wl << rb) | local
         key.sort()
         local = key & ((1 << rb) - 1)
