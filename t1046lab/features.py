@@ -75,6 +75,21 @@ CHUNK_ROWS = 1 << 16
 _OUTCOMES = [str(o) for o in Outcome]
 _TRANSPORTS = [str(t) for t in Transport]
 _FAILED_CODES = np.array([o in FAILED_OUTCOMES for o in _OUTCOMES] + [False])  # last: code -1
+# Each row's class packs outcome (rejected, no_reply, other failure, not failed), transport
+# (tcp, udp, icmp/icmpv6, other) and port (none, below 1024, 1024 and up): one bincount per
+# chunk then gives every count and ratio feature.
+_OUTCOME_CLASS = np.array(
+    [{"rejected": 0, "no_reply": 1}.get(o, 2 if o in FAILED_OUTCOMES else 3) for o in _OUTCOMES] + [3], dtype=np.int64
+)
+_TRANSPORT_CLASS = np.array([{"tcp": 0, "udp": 1, "icmp": 2, "icmpv6": 2}.get(t, 3) for t in _TRANSPORTS] + [3], dtype=np.int64)
+_N_CLASSES = 48
+_CLASS_BITS = 6
+_CLASS_LUT = (_OUTCOME_CLASS[:, None] * 12 + _TRANSPORT_CLASS[None, :] * 3).astype(np.int64)  # [outcome, transport]
+_CLASSES = np.arange(_N_CLASSES)
+# class -> marginal indicator matrices, so the marginals are one small matrix product each
+_BY_OUTCOME = (_CLASSES[:, None] // 12 == np.arange(4)).astype(np.float64)
+_BY_TRANSPORT = ((_CLASSES[:, None] // 3) % 4 == np.arange(4)).astype(np.float64)
+_BY_PORT_CLASS = (_CLASSES[:, None] % 3 == np.arange(3)).astype(np.float64)
 _PORT_BITS = 17  # destination_port + 1 in [0, 65536]; 0 stands for a missing port
 #: Widest packed sort key (bits); wider keys fall back to ``np.lexsort``.
 _MAX_KEY_BITS = 62
@@ -236,6 +251,34 @@ def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
     return pd.Categorical(series.astype("object"), categories=categories).codes.astype(np.int8)
 
 
+def _factorize(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (int32, -1 for missing) and uniques of an address column.
+
+    Arrow-backed strings (the pandas 3 default) are dictionary-encoded chunk by chunk and
+    the dictionaries unified, which is several times faster than ``pd.factorize`` on a
+    frame read from parquet in many chunks; categoricals give their codes directly.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy().astype(np.int32), pd.Index(series.cat.categories)
+    chunked = getattr(series.array, "_pa_array", None)
+    if chunked is not None and len(series):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(chunked)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.unify_dictionaries() if encoded.num_chunks > 1 else encoded
+            dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
+            indices = [pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks]
+            codes = np.concatenate(indices).astype(np.int32, copy=False) if indices else np.empty(0, np.int32)
+        else:
+            dictionary = encoded.dictionary
+            codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int32, copy=False)
+        return codes, pd.Index(pd.array(dictionary, dtype=series.dtype))
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return codes.astype(np.int32, copy=False), pd.Index(uniques)
+
+
 def _bit_length(n: int) -> int:
     return max(int(n).bit_length(), 1)
 
@@ -243,8 +286,17 @@ def _bit_length(n: int) -> int:
 class _Inputs:
     """The per-row arrays a feature may read, in time order, each extracted on first use."""
 
-    def __init__(self, conns: pd.DataFrame, by: str, peer_column: str, order: np.ndarray | None, keep: np.ndarray | None):
+    def __init__(
+        self,
+        conns: pd.DataFrame,
+        by: str,
+        peer_column: str,
+        order: np.ndarray | None,
+        keep: np.ndarray | None,
+        needed: Iterable[str] = (),
+    ):
         self._conns = conns
+        self._needed = set(needed)
         self._by = by
         self._peer_column = peer_column
         self._order = order  # positions (after ``keep``) in time order, or None if already sorted
@@ -274,9 +326,10 @@ class _Inputs:
         return cache[name]
 
     def _load_peer(self) -> np.ndarray:
-        codes, uniques = pd.factorize(self._column(self._peer_column), use_na_sentinel=True)
+        codes, uniques = _factorize(self._column(self._peer_column))
         self.n_peers = len(uniques) + 1
-        return self._arrange((codes + 1).astype(np.int64))  # 0 stands for a missing address
+        codes += 1  # 0 stands for a missing address
+        return self._arrange(codes)
 
     def _load_port(self) -> np.ndarray:
         return self._arrange(self._column("destination_port").to_numpy(dtype=np.int32, na_value=-1))
@@ -289,6 +342,27 @@ class _Inputs:
 
     def _load_transport(self) -> np.ndarray:
         return self._arrange(_category_codes(self._column("network_transport"), _TRANSPORTS))
+
+    def _load_packed(self) -> np.ndarray:
+        """``peer << 23 | (port + 1) << 6 | class`` per row: one gather per chunk instead of four.
+
+        Parts the selected features do not need are left 0, so their columns are not read.
+        """
+        n = len(self.time)
+        outcome = self.outcome if "conn_outcome" in self._needed else np.full(n, -1, dtype=np.int8)
+        transport = self.transport if "network_transport" in self._needed else np.full(n, -1, dtype=np.int8)
+        packed = _CLASS_LUT[outcome, transport]
+        if "destination_port" in self._needed:
+            port = self.port
+            packed += port >= 0
+            packed += port >= 1024
+            plus_one = port.astype(np.int64)
+            plus_one += 1
+            plus_one <<= _CLASS_BITS
+            packed |= plus_one
+        if "peer_ip" in self._needed:
+            packed |= self.peer.astype(np.int64) << (_CLASS_BITS + _PORT_BITS)
+        return packed
 
     def _load_bytes(self) -> np.ndarray:
         total = self._column("source_bytes").to_numpy(dtype=np.float64, na_value=0.0)
@@ -397,6 +471,30 @@ class WindowGroups:
     def _load_count(self) -> np.ndarray:
         return self.weighted_total()
 
+    def _load_port(self) -> np.ndarray:
+        return ((self.packed >> _CLASS_BITS) & ((1 << _PORT_BITS) - 1)) - 1
+
+    def _load_peer(self) -> np.ndarray:
+        return self.packed >> (_CLASS_BITS + _PORT_BITS)
+
+    def _load_failed(self) -> np.ndarray:
+        return (self.packed & ((1 << _CLASS_BITS) - 1)) < 36  # outcome classes 0-2 are failures
+
+    def _load_class_table(self) -> np.ndarray:
+        """Attempts per (group, class), weighted; class = outcome * 12 + transport * 3 + port class."""
+        index = self.group * _N_CLASSES + (self.packed & ((1 << _CLASS_BITS) - 1))
+        table = np.bincount(index, weights=self.weight, minlength=self.n * _N_CLASSES)
+        return table.astype(np.float64, copy=False).reshape(self.n, _N_CLASSES)
+
+    def _load_by_outcome(self) -> np.ndarray:
+        return self.class_table @ _BY_OUTCOME
+
+    def _load_by_transport(self) -> np.ndarray:
+        return self.class_table @ _BY_TRANSPORT
+
+    def _load_by_port_class(self) -> np.ndarray:
+        return self.class_table @ _BY_PORT_CLASS
+
     def _load_same_previous(self) -> np.ndarray:
         return self.group[1:] == self.group[:-1]
 
@@ -422,8 +520,8 @@ class WindowGroups:
             For each depth ``d``, the runs of equal ``(group, levels[:d+1])``: the group of
             each run and its (weighted) number of rows.
         """
-        group = self.group if select is None else self.group[select]
-        values = [(v if select is None else v[select], b) for v, b in levels]
+        group = (self.group if select is None else self.group[select]).astype(np.int64, copy=False)
+        values = [((v if select is None else v[select]).astype(np.int64, copy=False), b) for v, b in levels]
         weight = self.weight if weighted else None
         if weight is not None and select is not None:
             weight = weight[select]
@@ -434,11 +532,11 @@ class WindowGroups:
         value_bits = sum(b for _, b in values)
         out = []
         if _bit_length(self.n - 1) + value_bits <= _MAX_KEY_BITS:
-            key = group.astype(np.int64) << value_bits
+            key = group << value_bits
             shift = value_bits
             for v, bits in values:
                 shift -= bits
-                key |= v.astype(np.int64) << shift
+                key |= (v << shift) if shift else v
             if weight is None:
                 key.sort()
             else:
@@ -487,8 +585,8 @@ class WindowGroups:
 
     def _load_peer_runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         # one sort serves distinct peers, peer entropy and distinct (peer, port) pairs
-        peer = self.peer  # loads the peer codes, which sets n_peers
-        return self.runs([(peer, _bit_length(self._inputs.n_peers)), (self.port + 1, _PORT_BITS)])
+        self._inputs.peer  # noqa: B018 - loads the peer codes, which sets n_peers
+        return self.runs([(self.peer, _bit_length(self._inputs.n_peers)), (self.port + 1, _PORT_BITS)])
 
 
 # --- the features -----------------------------------------------------------------------
@@ -521,38 +619,37 @@ def distinct_peer_ports(g: WindowGroups) -> np.ndarray:
 @register_feature(tags=("minimal", "default"), needs=("conn_outcome",))
 def failure_ratio(g: WindowGroups) -> np.ndarray:
     """(rejected + no_reply + icmp_unreachable + denied) attempts / attempts."""
-    return g.ratio(g.weighted_total(g.failed), g.count)
+    return g.ratio(g.by_outcome[:, :3].sum(axis=1), g.count)
 
 
 @register_feature(tags=("default",), needs=("conn_outcome",))
 def rejected_ratio(g: WindowGroups) -> np.ndarray:
     """Rejected attempts (RST from the target) / attempts."""
-    return g.ratio(g.weighted_total(g.outcome == _OUTCOMES.index(Outcome.REJECTED)), g.count)
+    return g.ratio(g.by_outcome[:, 0], g.count)
 
 
 @register_feature(tags=("default",), needs=("conn_outcome",))
 def no_reply_ratio(g: WindowGroups) -> np.ndarray:
     """Attempts with no reply / attempts."""
-    return g.ratio(g.weighted_total(g.outcome == _OUTCOMES.index(Outcome.NO_REPLY)), g.count)
+    return g.ratio(g.by_outcome[:, 1], g.count)
 
 
 @register_feature(tags=("minimal", "default"), needs=("network_transport",))
 def tcp_count(g: WindowGroups) -> np.ndarray:
     """Number of TCP attempts."""
-    return g.weighted_total(g.transport == _TRANSPORTS.index(Transport.TCP))
+    return g.by_transport[:, 0].copy()
 
 
 @register_feature(tags=("minimal", "default"), needs=("network_transport",))
 def udp_count(g: WindowGroups) -> np.ndarray:
     """Number of UDP attempts."""
-    return g.weighted_total(g.transport == _TRANSPORTS.index(Transport.UDP))
+    return g.by_transport[:, 1].copy()
 
 
 @register_feature(tags=("minimal", "default"), needs=("network_transport",))
 def icmp_count(g: WindowGroups) -> np.ndarray:
     """Number of ICMP and ICMPv6 attempts."""
-    t = g.transport
-    return g.weighted_total((t == _TRANSPORTS.index(Transport.ICMP)) | (t == _TRANSPORTS.index(Transport.ICMPV6)))
+    return g.by_transport[:, 2].copy()
 
 
 @register_feature(tags=("default",), needs=("destination_port",))
@@ -570,7 +667,7 @@ def peer_entropy(g: WindowGroups) -> np.ndarray:
 @register_feature(tags=("default",), needs=("destination_port",))
 def low_port_ratio(g: WindowGroups) -> np.ndarray:
     """Attempts to a destination port below 1024 / attempts that have a port."""
-    return g.ratio(g.weighted_total(g.has_port & (g.port < 1024)), g.weighted_total(g.has_port))
+    return g.ratio(g.by_port_class[:, 1], g.by_port_class[:, 1:].sum(axis=1))
 
 
 @register_feature(tags=("default",), needs=("destination_port", "event_start"))
@@ -579,8 +676,9 @@ def port_sequence_ratio(g: WindowGroups) -> np.ndarray:
     port, group, has = g.port, g.group, g.has_port
     if not has.all():
         port, group = port[has], group[has]
-    stepped = (group[1:] == group[:-1]) & (np.abs(np.diff(port)) == 1)
-    hits = np.bincount(group[1:], weights=stepped, minlength=g.n)
+    stepped = np.zeros(len(port), dtype=np.int8)  # row i: is (i - 1, i) a ±1 step in one group
+    stepped[1:] = (group[1:] == group[:-1]) & (np.abs(np.diff(port)) == 1)
+    hits = np.bincount(group, weights=stepped, minlength=g.n)
     pairs = np.bincount(group, minlength=g.n) - 1
     return g.ratio(hits, pairs.astype(np.float64))
 
@@ -650,9 +748,14 @@ def _group_chunk(
     entity: np.ndarray, t: np.ndarray, lo: int, hi: int, k0: int, k1: int, window_ns: int, slide_ns: int, entity_bits: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows of one chunk ordered by (entity, window, time): rows, group, starts, group entity, group k."""
-    local, k = expand_windows(t[lo:hi], window_ns, slide_ns, k_range=(k0, k1))
-    wl = k - k0
-    e = entity[lo:hi][local] if len(local) != hi - lo else entity[lo:hi]
+    if slide_ns == window_ns:  # tumbling: every row of the chunk is in exactly one of its windows
+        local = np.arange(hi - lo, dtype=np.int64)
+        wl = np.floor_divide(t[lo:hi], window_ns) - k0
+        e = entity[lo:hi]
+    else:
+        local, k = expand_windows(t[lo:hi], window_ns, slide_ns, k_range=(k0, k1))
+        wl = k - k0
+        e = entity[lo:hi][local]
     wb, rb = _bit_length(k1 - k0 - 1), _bit_length(hi - lo - 1)
     if entity_bits + wb + rb <= _MAX_KEY_BITS:
         key = (e.astype(np.int64) << (wb + rb)) | (wl << rb) | local
@@ -743,7 +846,7 @@ def window_features(
     if len(conns) == 0:
         return _empty_result(conns, by, names)
 
-    entity_codes, entity_uniques = pd.factorize(conns[by], use_na_sentinel=True)
+    entity_codes, entity_uniques = _factorize(conns[by])
     times = conns["event_start"]
     usable = entity_codes >= 0
     time_missing = times.isna().to_numpy()
@@ -765,7 +868,7 @@ def window_features(
     if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
         order = np.argsort(t, kind="stable")
         t, entity = t[order], entity[order]
-    inputs = _Inputs(conns, by, peer_column, order, keep)
+    inputs = _Inputs(conns, by, peer_column, order, keep, needed={n for f in selected for n in f.needs})
     inputs._cache["entity"] = entity
     inputs._cache["time"] = t
     entity_bits = _bit_length(len(entity_uniques) - 1)

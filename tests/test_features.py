@@ -249,7 +249,7 @@ def test_categorical_addresses_give_the_same_result(conns):
     cat = conns.assign(source_ip=conns["source_ip"].astype("category"), destination_ip=conns["destination_ip"].astype("category"))
     a = t1046lab.window_features(conns, features="all")
     b = t1046lab.window_features(cat, features="all")
-    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-12)  # entropy sums may differ in the last bit
     assert list(a.index.get_level_values(0)) == [str(v) for v in b.index.get_level_values(0)]
 
 
