@@ -64,7 +64,7 @@ def synthetic_connections(
     rng = np.random.default_rng(random_state)
     n_hosts = n_hosts or max(20, min(50_000, n // 200))
     n_servers = n_servers or max(5, min(2_000, n_hosts // 10))
-    n_scan = int(round(n * scan_fraction)) if n_scanners else 0
+    n_scan = round(n * scan_fraction) if n_scanners else 0
     n_benign = n - n_scan
     t0 = pd.Timestamp(start, tz="UTC").value
     span = pd.Timedelta(duration).value
@@ -92,16 +92,16 @@ def synthetic_connections(
         p=[0.955, 0.012, 0.013, 0.008, 0.004, 0.004, 0.004],
     )
     parts = [
-        dict(
-            t=t0 + rng.integers(0, span, n_benign),
-            src=host_base + host,
-            dst=server_base + server,
-            dport=np.where(is_icmp, -1, dport),
-            transport=transport,
-            outcome=outcome,
-            label=np.full(n_benign, "benign", dtype=object),
-            scan_type=np.full(n_benign, None, dtype=object),
-        )
+        {
+            "t": t0 + rng.integers(0, span, n_benign),
+            "src": host_base + host,
+            "dst": server_base + server,
+            "dport": np.where(is_icmp, -1, dport),
+            "transport": transport,
+            "outcome": outcome,
+            "label": np.full(n_benign, "benign", dtype=object),
+            "scan_type": np.full(n_benign, None, dtype=object),
+        }
     ]
 
     # scanners: each one a burst somewhere in the span
@@ -140,16 +140,16 @@ def synthetic_connections(
         if kind == "icmp_sweep":
             fail = np.where(rng.random(m) < 0.8, "no_reply", "established")
         parts.append(
-            dict(
-                t=t,
-                src=src,
-                dst=dst,
-                dport=ports,
-                transport=np.full(m, "icmp" if kind == "icmp_sweep" else "tcp", dtype=object),
-                outcome=fail,
-                label=np.full(m, "scan", dtype=object),
-                scan_type=np.full(m, kind, dtype=object),
-            )
+            {
+                "t": t,
+                "src": src,
+                "dst": dst,
+                "dport": ports,
+                "transport": np.full(m, "icmp" if kind == "icmp_sweep" else "tcp", dtype=object),
+                "outcome": fail,
+                "label": np.full(m, "scan", dtype=object),
+                "scan_type": np.full(m, kind, dtype=object),
+            }
         )
 
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 import tracemalloc
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import machine_line, write_section  # noqa: E402
-from benchmarks._synthetic import synthetic_connections  # noqa: E402
-from t1046lab import features as F  # noqa: E402
+from benchmarks._report import machine_line, write_section
+from benchmarks._synthetic import synthetic_connections
+from t1046lab import features as F
 
 WINDOW_NS = 300 * 10**9
 FAILED = ["rejected", "no_reply", "icmp_unreachable", "denied"]
@@ -268,6 +269,62 @@ def peak_memory(fn) -> int:
         tracemalloc.stop()
 
 
+def run_size(n: int, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """Time every engine on ``n`` rows; return the table row and notes."""
+    df = load(n, args.cache)
+    input_bytes = int(df.memory_usage(deep=True).sum())
+    print(f"{n:,} rows, {input_bytes / 1e6:.0f} MB in memory", flush=True)
+
+    def ours_run():
+        return F.window_features(df, "5min")
+
+    ours_time, ours = best_time(ours_run, args.repeat)
+    cpu_start = time.process_time()
+    ours_run()
+    ours_cpu = time.process_time() - cpu_start
+    peak = peak_memory(ours_run)
+    print(f"  ours {ours_time:.3f} s (cpu {ours_cpu:.3f} s), peak {peak / 1e6:.0f} MB traced", flush=True)
+
+    pl_df = to_polars(df)
+    check_same(ours, _as_frame(polars_features(pl_df), NAMES), "polars")
+    pl_time, _ = best_time(partial(polars_features, pl_df), args.repeat)
+    print(f"  polars {pl_time:.3f} s", flush=True)
+    del pl_df
+
+    con = to_duckdb(df)
+    check_same(ours, _as_frame(duckdb_features(con), NAMES), "duckdb")
+    db_time, _ = best_time(partial(duckdb_features, con), args.repeat)
+    print(f"  duckdb {db_time:.3f} s", flush=True)
+    con.close()
+
+    apply_time, notes = None, []
+    if n <= 2_000_000:
+        part = df.iloc[: args.apply_rows]
+        ours_part = F.window_features(part, "5min")
+        start = time.perf_counter()
+        ref = pandas_apply(part)
+        slice_time = time.perf_counter() - start
+        check_same(ours_part, ref, "pandas apply")
+        # its cost is one Python call per group, so scale by groups
+        apply_time = slice_time * len(ours) / len(ours_part)
+        notes.append(
+            f"groupby().apply at {n:,} rows is extrapolated per (entity, window) group from its run on the "
+            f"first {len(part):,} rows ({len(ours_part):,} groups in {slice_time:.1f} s) to the {len(ours):,} groups."
+        )
+        print(f"  pandas apply {apply_time:.1f} s (extrapolated)", flush=True)
+    row = {
+        "rows": n,
+        "groups": len(ours),
+        "ours_s": ours_time,
+        "ours_cpu_s": ours_cpu,
+        "polars_s": pl_time,
+        "duckdb_s": db_time,
+        "apply_s": apply_time,
+        "peak_x_input": peak / input_bytes,
+    }
+    return row, notes
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7])
@@ -277,68 +334,17 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--no-write", action="store_true", help="print the table, do not update docs/benchmarks.md")
     args = parser.parse_args(argv)
 
-    rows = []
-    notes = []
+    rows, notes = [], []
     for size in args.sizes:
-        n = int(size)
-        df = load(n, args.cache)
-        input_bytes = int(df.memory_usage(deep=True).sum())
-        print(f"{n:,} rows, {input_bytes / 1e6:.0f} MB in memory", flush=True)
-
-        ours_time, ours = best_time(lambda: F.window_features(df, "5min"), args.repeat)
-        ours_cpu_start = time.process_time()
-        F.window_features(df, "5min")
-        ours_cpu = time.process_time() - ours_cpu_start
-        peak = peak_memory(lambda: F.window_features(df, "5min"))
-        print(f"  ours {ours_time:.3f} s (cpu {ours_cpu:.3f} s), peak {peak / 1e6:.0f} MB traced", flush=True)
-
-        import polars as pl
-
-        pl_df = to_polars(df)
-        check_same(ours, _as_frame(polars_features(pl_df), NAMES), "polars")
-        pl_time, _ = best_time(lambda: polars_features(pl_df), args.repeat)
-        print(f"  polars {pl_time:.3f} s", flush=True)
-        del pl_df
-
-        con = to_duckdb(df)
-        check_same(ours, _as_frame(duckdb_features(con), NAMES), "duckdb")
-        db_time, _ = best_time(lambda: duckdb_features(con), args.repeat)
-        print(f"  duckdb {db_time:.3f} s", flush=True)
-        con.close()
-
-        apply_time = None
-        if n <= 2_000_000:
-            part = df.iloc[: args.apply_rows]
-            ours_part = F.window_features(part, "5min")
-            start = time.perf_counter()
-            ref = pandas_apply(part)
-            slice_time = time.perf_counter() - start
-            check_same(ours_part, ref, "pandas apply")
-            # its cost is one Python call per group, so scale by groups
-            apply_time = slice_time * len(ours) / len(ours_part)
-            notes.append(
-                f"groupby().apply at {n:,} rows is extrapolated per (entity, window) group from its run on the "
-                f"first {len(part):,} rows ({len(ours_part):,} groups in {slice_time:.1f} s) to the {len(ours):,} groups."
-            )
-            print(f"  pandas apply {apply_time:.1f} s (extrapolated)", flush=True)
-
-        rows.append(
-            {
-                "rows": n,
-                "groups": len(ours),
-                "ours_s": ours_time,
-                "ours_cpu_s": ours_cpu,
-                "polars_s": pl_time,
-                "duckdb_s": db_time,
-                "apply_s": apply_time,
-                "peak_x_input": peak / input_bytes,
-            }
-        )
-        del df, ours
+        row, note = run_size(int(size), args)
+        rows.append(row)
+        notes.extend(note)
 
     table = [
-        "| rows | (entity, window) rows | ours | ours rows/s | pandas groupby-apply | polars | duckdb "
-        "| speed-up vs apply | vs faster of polars/duckdb | ours peak memory / input |",
+        (
+            "| rows | (entity, window) rows | ours | ours rows/s | pandas groupby-apply | polars | duckdb "
+            "| speed-up vs apply | vs faster of polars/duckdb | ours peak memory / input |"
+        ),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

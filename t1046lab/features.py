@@ -53,11 +53,11 @@ __all__ = [
     "TAGS",
     "Feature",
     "WindowGroups",
-    "register_feature",
+    "features_markdown",
     "get_features",
     "list_features",
+    "register_feature",
     "window_features",
-    "features_markdown",
 ]
 
 logger = logging.getLogger(__name__)
@@ -251,30 +251,40 @@ def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
     return pd.Categorical(series.astype("object"), categories=categories).codes.astype(np.int8)
 
 
+def _arrow_codes(chunked: Any) -> tuple[np.ndarray, Any] | None:
+    """Codes (int32, -1 for null) and dictionary of an arrow string column, or None if pyarrow cannot."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        encoded = pc.dictionary_encode(chunked)
+    except (pa.ArrowException, TypeError):  # e.g. an arrow column that is already dictionary-typed
+        return None
+    if not isinstance(encoded, pa.ChunkedArray):
+        encoded = pa.chunked_array([encoded])
+    if encoded.num_chunks == 0:
+        return None
+    if encoded.num_chunks > 1:
+        encoded = encoded.unify_dictionaries()
+    codes = np.concatenate([pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks])
+    return codes.astype(np.int32, copy=False), encoded.chunk(0).dictionary
+
+
 def _factorize(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Integer codes (int32, -1 for missing) and uniques of an address column.
 
-    Arrow-backed strings (the pandas 3 default) are dictionary-encoded chunk by chunk and
-    the dictionaries unified, which is several times faster than ``pd.factorize`` on a
-    frame read from parquet in many chunks; categoricals give their codes directly.
+    Arrow-backed strings (the pandas 3 default) are dictionary-encoded by pyarrow chunk by
+    chunk and the dictionaries unified (no pandas round trip for frames read from parquet
+    in many chunks); categoricals give their codes directly; anything else goes through
+    ``pd.factorize``.
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
         return series.cat.codes.to_numpy().astype(np.int32), pd.Index(series.cat.categories)
-    chunked = getattr(series.array, "_pa_array", None)
+    chunked = getattr(series.array, "_pa_array", None)  # pandas' arrow-backed arrays
     if chunked is not None and len(series):
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        encoded = pc.dictionary_encode(chunked)
-        if isinstance(encoded, pa.ChunkedArray):
-            encoded = encoded.unify_dictionaries() if encoded.num_chunks > 1 else encoded
-            dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
-            indices = [pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks]
-            codes = np.concatenate(indices).astype(np.int32, copy=False) if indices else np.empty(0, np.int32)
-        else:
-            dictionary = encoded.dictionary
-            codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int32, copy=False)
-        return codes, pd.Index(pd.array(dictionary, dtype=series.dtype))
+        found = _arrow_codes(chunked)
+        if found is not None:
+            return found[0], pd.Index(pd.array(found[1], dtype=series.dtype))
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     return codes.astype(np.int32, copy=False), pd.Index(uniques)
 
@@ -572,9 +582,10 @@ class WindowGroups:
         sizes = sizes.astype(np.float64)
         total = np.bincount(run_group, sizes, minlength=self.n)
         plogp = np.bincount(run_group, sizes * np.log2(sizes), minlength=self.n)
-        out = np.zeros(self.n)
-        np.subtract(np.log2(total, out=np.zeros(self.n), where=total > 0), plogp / np.where(total > 0, total, 1), out=out, where=total > 0)
-        return np.maximum(out, 0.0)
+        seen = total > 0
+        safe = np.where(seen, total, 1.0)
+        # H = log2(N) - sum(c log2 c) / N; rounding can leave -1e-16 where H is 0
+        return np.where(seen, np.maximum(np.log2(safe) - plogp / safe, 0.0), 0.0)
 
     def _load_has_port(self) -> np.ndarray:
         return self.port >= 0
@@ -730,7 +741,6 @@ def _peer_column(by: str) -> str:
 
 def _chunks(t: np.ndarray, window_ns: int, slide_ns: int, chunk_rows: int) -> list[tuple[int, int, int, int]]:
     """Cut sorted times into (row_lo, row_hi, k_lo, k_hi) so no window straddles two chunks."""
-    n = len(t)
     k_first = (int(t[0]) - window_ns) // slide_ns + 1
     k_end = int(t[-1]) // slide_ns + 1
     per_event = -(-window_ns // slide_ns)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["to_timedelta_ns", "to_utc_ns", "window_index", "assign_windows", "expand_windows"]
+__all__ = ["assign_windows", "expand_windows", "to_timedelta_ns", "to_utc_ns", "window_index"]
 
 WindowLike = str | pd.Timedelta | _dt.timedelta | np.timedelta64
 
@@ -32,9 +32,11 @@ def to_timedelta_ns(value: WindowLike, *, name: str = "window") -> int:
     ------
     ValueError
         If the value is not a positive duration.
+    TypeError
+        For a bare number (its unit would be a guess).
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        raise ValueError(f"{name} must be a duration such as '5min', not the bare number {value!r}")
+        raise TypeError(f"{name} must be a duration such as '5min', not the bare number {value!r}")
     try:
         ns = int(pd.Timedelta(value).value)
     except (ValueError, TypeError) as exc:

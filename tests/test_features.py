@@ -16,7 +16,7 @@ from t1046lab.exceptions import DataQualityWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks._synthetic import synthetic_connections  # noqa: E402
+from benchmarks._synthetic import synthetic_connections
 
 FAILED = {"rejected", "no_reply", "icmp_unreachable", "denied"}
 ALL_FEATURES = list(F.list_features()["name"])
@@ -293,3 +293,16 @@ def test_register_feature_rejects_bad_definitions():
         def again(g):
             """Duplicate."""
             return g.count
+
+
+def test_address_storage_does_not_matter(conns):
+    """Arrow strings in many chunks (as read from parquet), object strings and one chunk agree."""
+    expected = t1046lab.window_features(conns, features="all")
+    halves = pd.concat([conns.iloc[: len(conns) // 2], conns.iloc[len(conns) // 2 :]])
+    as_object = conns.assign(source_ip=conns["source_ip"].astype(object), destination_ip=conns["destination_ip"].astype(object))
+    for frame in (halves, as_object):
+        out = t1046lab.window_features(frame, features="all")
+        np.testing.assert_allclose(out.to_numpy(), expected.to_numpy(), rtol=1e-12)
+        assert [str(v) for v in out.index.get_level_values(0)] == [str(v) for v in expected.index.get_level_values(0)]
+    codes, uniques = F._factorize(halves["source_ip"])
+    assert (np.asarray(uniques, dtype=object)[codes] == halves["source_ip"].to_numpy(dtype=object)).all()

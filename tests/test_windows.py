@@ -98,7 +98,7 @@ def test_bad_windows_raise():
         to_timedelta_ns("five minutes")
     with pytest.raises(ValueError, match="positive"):
         to_timedelta_ns("0s")
-    with pytest.raises(ValueError, match="bare number"):
+    with pytest.raises(TypeError, match="bare number"):
         to_timedelta_ns(300)
     with pytest.raises(ValueError, match="slide"):
         assign_windows(_utc("2024-01-01"), "1min", slide="5min")
