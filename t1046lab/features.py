@@ -31,6 +31,15 @@ Speed
     ``(entity, window, row)`` groups the rows, and every feature is a run-length,
     ``np.add.reduceat`` or ``np.bincount`` reduction over group codes: no Python call per
     group or per row.
+
+Adding a feature
+    Write a kernel over :class:`WindowGroups` and register it; the first docstring line is
+    its definition (regenerate ``docs/features.md`` with ``python -m t1046lab.features``)::
+
+        @register_feature(tags=("default",), needs=("conn_outcome",))
+        def established_count(g: WindowGroups) -> np.ndarray:
+            \"\"\"Number of attempts that were not failures.\"\"\"
+            return g.count - g.by_outcome[:, :3].sum(axis=1)
 """
 
 from __future__ import annotations
@@ -142,7 +151,9 @@ def register_feature(
     tags : iterable of str
         Tags from :data:`TAGS`.
     needs : iterable of str
-        Canonical columns read (``peer_ip`` for the other side's address).
+        Canonical columns read (``peer_ip`` for the other side's address). List every one:
+        only the columns some selected feature needs are extracted, and the others read
+        as missing (port -1, peer 0, outcome and transport "other") in the packed arrays.
     """
     tag_tuple = tuple(tags)
     unknown = set(tag_tuple) - set(TAGS)
