@@ -15,6 +15,7 @@ import importlib
 import logging
 from typing import Any
 
+from . import accessor as _accessor  # registers the df.t1046 pandas accessor (imports pandas only)
 from . import schema
 from .correlate import correlate
 from .evaluate import evaluate

@@ -1,0 +1,308 @@
+"""window_features against a slow, independent pandas reference (one Python call per group)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import t1046lab
+from t1046lab import features as F
+from t1046lab.exceptions import DataQualityWarning
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks._synthetic import synthetic_connections
+
+FAILED = {"rejected", "no_reply", "icmp_unreachable", "denied"}
+ALL_FEATURES = list(F.list_features()["name"])
+
+
+# --- the reference: plain pandas, one group at a time ------------------------------------
+
+
+def _entropy_bits(values: np.ndarray, weights: np.ndarray) -> float:
+    totals: dict = {}
+    for v, w in zip(values.tolist(), weights.tolist()):
+        totals[v] = totals.get(v, 0.0) + w
+    p = np.array(list(totals.values())) / sum(totals.values()) if totals else np.array([])
+    return float(-(p * np.log2(p)).sum())
+
+
+def _reference_group(g: dict, window_start: int, first_time: dict, entity) -> dict:
+    """Every feature of one (entity, window) from its rows (numpy arrays in time order)."""
+    w, outcome, transport, peers, port = g["w"], g["outcome"], g["transport"], g["peer"], g["port"]
+    n = w.sum()
+    failed = np.isin(outcome, list(FAILED))
+    has_port = port >= 0
+    ports, pw = port[has_port], w[has_port]
+    steps = np.abs(np.diff(ports))
+    gaps = np.diff(g["t"]).astype(float)
+    cv = gaps.std(ddof=0) / gaps.mean() if len(gaps) >= 2 and gaps.mean() > 0 else 0.0
+    first = g["first"]
+    distinct_peers = set(peers.tolist())
+    new_peers = sum(first_time[(entity, p)] >= window_start for p in distinct_peers)
+    return {
+        "conn_count": n,
+        "distinct_peers": len(distinct_peers),
+        "distinct_ports": len(set(ports.tolist())),
+        "distinct_peer_ports": len(set(zip(peers.tolist(), port.tolist()))),
+        "failure_ratio": w[failed].sum() / n,
+        "rejected_ratio": w[outcome == "rejected"].sum() / n,
+        "no_reply_ratio": w[outcome == "no_reply"].sum() / n,
+        "tcp_count": w[transport == "tcp"].sum(),
+        "udp_count": w[transport == "udp"].sum(),
+        "icmp_count": w[(transport == "icmp") | (transport == "icmpv6")].sum(),
+        "port_entropy": _entropy_bits(ports, pw),
+        "peer_entropy": _entropy_bits(peers, w),
+        "low_port_ratio": pw[ports < 1024].sum() / pw.sum() if len(pw) else 0.0,
+        "port_sequence_ratio": float(np.mean(steps == 1)) if len(steps) else 0.0,
+        "interarrival_cv": cv,
+        "bytes_per_conn": g["bytes"].sum() / n,
+        "first_contact_failure_ratio": failed[first].mean() if first.any() else 0.0,
+        "new_peer_ratio": new_peers / len(distinct_peers),
+    }
+
+
+def reference(df: pd.DataFrame, window: str = "5min", by: str = "source_ip", slide: str | None = None) -> pd.DataFrame:
+    peer = "source_ip" if by == "destination_ip" else "destination_ip"
+    d = df.reset_index(drop=True).sort_values("event_start", kind="stable")  # keeps input order for ties
+    first = ~d.duplicated(subset=[by, peer], keep="first")
+    first_time = {
+        (e, p): t.value for e, p, t in zip(d.loc[first, by], d.loc[first, peer], d.loc[first, "event_start"])
+    }
+    w, s = pd.Timedelta(window), pd.Timedelta(slide or window)
+    cols = {
+        "t": d["event_start"].astype("int64").to_numpy(),
+        "w": d["aggregated_count"].astype(float).to_numpy() if "aggregated_count" in d else np.ones(len(d)),
+        "outcome": d["conn_outcome"].astype(str).to_numpy(),
+        "transport": d["network_transport"].astype(str).to_numpy(),
+        "peer": d[peer].astype(object).to_numpy(),
+        "port": d["destination_port"].fillna(-1).astype(int).to_numpy(),
+        "bytes": (d["source_bytes"].fillna(0) + d["destination_bytes"].fillna(0)).astype(float).to_numpy(),
+        "first": first.to_numpy(),
+    }
+    entity = d[by].astype(object).to_numpy()
+    members: dict = {}  # (entity, window start) -> row positions, in time order
+    for row, t in enumerate(d["event_start"]):
+        start = t.floor(s)
+        while start + w > t:  # every window [start, start + w) holding t
+            members.setdefault((entity[row], start), []).append(row)
+            start -= s
+    rows = {}
+    for key in sorted(members):
+        pos = np.array(sorted(members[key]))
+        group = {name: values[pos] for name, values in cols.items()}
+        rows[key] = _reference_group(group, key[1].value, first_time, key[0])
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.MultiIndex.from_tuples(out.index, names=[by, "window_start"])
+    return out.astype(float)
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def conns() -> pd.DataFrame:
+    df = synthetic_connections(4000, n_hosts=40, n_servers=12, n_scanners=5, scan_fraction=0.3, duration="2h", random_state=7)
+    # second-resolution times make ties, as in many flow logs; the order of ties must be kept
+    df["event_start"] = df["event_start"].dt.floor("s")
+    return df
+
+
+@pytest.fixture(scope="module")
+def shuffled(conns) -> pd.DataFrame:
+    return conns.sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
+def _check(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
+    assert ours.index.names == ref.index.names
+    assert list(ours.index) == list(ref.index)
+    assert (ours.dtypes == np.float64).all()
+    for name in ours.columns:
+        np.testing.assert_allclose(ours[name].to_numpy(), ref[name].to_numpy(), rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_all_features_match_reference_tumbling(conns):
+    _check(t1046lab.window_features(conns, window="5min", features="all"), reference(conns, "5min"))
+
+
+def test_unsorted_input_matches_reference(shuffled):
+    _check(t1046lab.window_features(shuffled, window="10min", features="all"), reference(shuffled, "10min"))
+
+
+def test_destination_view_matches_reference(conns):
+    ours = t1046lab.window_features(conns, window="5min", by="destination_ip", features="all")
+    _check(ours, reference(conns, "5min", by="destination_ip"))
+    # the distributed scan: five sources on one target show up as distinct peers of the target
+    dist = conns[conns["scan_type"] == "distributed"]
+    target = dist["destination_ip"].iloc[0]
+    assert ours.loc[target, "distinct_peers"].max() == 5
+
+
+@pytest.mark.parametrize(("window", "slide"), [("5min", "1min"), ("10min", "3min")])
+def test_sliding_windows_match_reference(conns, window, slide):
+    ours = t1046lab.window_features(conns, window=window, slide=slide, features="all")
+    _check(ours, reference(conns, window, slide=slide))
+
+
+def test_aggregated_rows_weigh_counts(conns):
+    agg = conns.copy()
+    agg["aggregated_count"] = pd.array(np.random.default_rng(5).integers(1, 6, len(agg)), dtype="Int64")
+    ours = t1046lab.window_features(agg, window="5min", features="all")
+    _check(ours, reference(agg, "5min"))
+    assert ours["conn_count"].sum() == agg["aggregated_count"].sum()
+    plain = t1046lab.window_features(conns, window="5min", features="all")
+    assert (ours["distinct_ports"] == plain["distinct_ports"]).all()  # distinct counts do not weigh
+
+
+def test_many_small_chunks_and_lexsort_fallback(conns, shuffled, monkeypatch):
+    expected = t1046lab.window_features(shuffled, window="5min", slide="2min", features="all")
+    monkeypatch.setattr(F, "CHUNK_ROWS", 37)
+    _check(t1046lab.window_features(shuffled, window="5min", slide="2min", features="all"), expected)
+    monkeypatch.setattr(F, "_MAX_KEY_BITS", 0)  # every packed sort key "too wide"
+    _check(t1046lab.window_features(shuffled, window="5min", slide="2min", features="all"), expected)
+
+
+def test_scanners_stand_out(conns):
+    feats = t1046lab.window_features(conns, window="5min")
+    labels = conns.groupby("source_ip")["scan_type"].first()
+    vertical = labels[labels == "vertical"].index[0]
+    horizontal = labels[labels == "horizontal"].index[0]
+    benign = feats.drop(index=list(labels.dropna().index), level="source_ip")
+    assert feats.loc[vertical, "distinct_ports"].max() > 20 * benign["distinct_ports"].median()
+    assert feats.loc[horizontal, "distinct_peers"].max() > 10 * benign["distinct_peers"].median()
+    assert feats.loc[vertical, "failure_ratio"].mean() > 0.8 > benign["failure_ratio"].mean()
+
+
+def test_result_shape_and_index(conns):
+    feats = t1046lab.window_features(conns, window="5min", features="minimal")
+    assert isinstance(feats.index, pd.MultiIndex)
+    assert feats.index.names == ["source_ip", "window_start"]
+    assert str(feats.index.get_level_values("window_start").dtype) == "datetime64[ns, UTC]"
+    assert feats.index.is_monotonic_increasing and feats.index.is_unique
+    assert feats["conn_count"].min() >= 1  # windows without connections are absent
+    assert feats["conn_count"].sum() == len(conns)
+    starts = feats.index.get_level_values("window_start")
+    assert (starts.minute % 5 == 0).all() and (starts.second == 0).all()
+
+
+def test_caller_frame_is_not_modified(shuffled):
+    before = shuffled.copy(deep=True)
+    t1046lab.window_features(shuffled, window="5min", slide="1min", features="all")
+    pd.testing.assert_frame_equal(shuffled, before)
+
+
+def test_feature_selection_by_tag_and_list(conns):
+    minimal = t1046lab.window_features(conns, features="minimal")
+    assert list(minimal.columns) == list(F.list_features("minimal")["name"])
+    default = t1046lab.window_features(conns)
+    assert set(minimal.columns) < set(default.columns)
+    assert "new_peer_ratio" not in default.columns
+    assert list(t1046lab.window_features(conns, features="all").columns) == ALL_FEATURES
+    chosen = t1046lab.window_features(conns, features=["port_entropy", "conn_count"])
+    assert list(chosen.columns) == ["port_entropy", "conn_count"]
+    pd.testing.assert_series_equal(chosen["port_entropy"], default["port_entropy"])
+
+
+def test_unknown_features_raise(conns):
+    with pytest.raises(ValueError, match="no_such_feature"):
+        t1046lab.window_features(conns, features=["conn_count", "no_such_feature"])
+    with pytest.raises(ValueError, match="unknown feature set 'fancy'"):
+        t1046lab.window_features(conns, features="fancy")
+    with pytest.raises(ValueError, match="unknown tag"):
+        F.list_features("fancy")
+
+
+def test_missing_column_raises(conns):
+    with pytest.raises(ValueError, match="destination_port"):
+        t1046lab.window_features(conns.drop(columns=["destination_port"]), features=["distinct_ports"])
+    # features that do not read the column still work without it
+    out = t1046lab.window_features(conns.drop(columns=["destination_port"]), features=["conn_count"])
+    assert out["conn_count"].sum() == len(conns)
+
+
+def test_empty_frame(conns):
+    out = t1046lab.window_features(conns.iloc[:0], features="all")
+    assert len(out) == 0
+    assert list(out.columns) == ALL_FEATURES
+    assert out.index.names == ["source_ip", "window_start"]
+    assert str(out.index.get_level_values("window_start").dtype) == "datetime64[ns, UTC]"
+
+
+def test_rows_without_entity_are_reported(conns):
+    holes = conns.copy()
+    holes.loc[holes.index[:10], "source_ip"] = pd.NA
+    with pytest.warns(DataQualityWarning, match="10 without source_ip"):
+        out = t1046lab.window_features(holes, features="minimal")
+    assert out["conn_count"].sum() == len(conns) - 10
+
+
+def test_categorical_addresses_give_the_same_result(conns):
+    cat = conns.assign(source_ip=conns["source_ip"].astype("category"), destination_ip=conns["destination_ip"].astype("category"))
+    a = t1046lab.window_features(conns, features="all")
+    b = t1046lab.window_features(cat, features="all")
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-12)  # entropy sums may differ in the last bit
+    assert list(a.index.get_level_values(0)) == [str(v) for v in b.index.get_level_values(0)]
+
+
+def test_accessor_calls_window_features(conns):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pd.testing.assert_frame_equal(
+            conns.t1046.features(window="10min", by="destination_ip"),
+            t1046lab.window_features(conns, window="10min", by="destination_ip"),
+        )
+
+
+def test_registry_listing_and_docs_agree():
+    listing = F.list_features()
+    assert list(listing.columns) == ["name", "tags", "definition"]
+    required = {
+        "conn_count", "distinct_peers", "distinct_ports", "distinct_peer_ports", "failure_ratio",
+        "port_entropy", "peer_entropy", "low_port_ratio", "port_sequence_ratio", "interarrival_cv",
+        "bytes_per_conn", "first_contact_failure_ratio", "new_peer_ratio", "tcp_count", "udp_count",
+        "icmp_count", "rejected_ratio", "no_reply_ratio",
+    }  # fmt: skip
+    assert required <= set(listing["name"])
+    for f in F.get_features("all"):
+        assert f.definition and f.definition == f.kernel.__doc__.strip().splitlines()[0]
+        assert set(f.tags) <= set(F.TAGS)
+    assert set(F.list_features("expensive")["name"]) == {"first_contact_failure_ratio", "new_peer_ratio"}
+    doc = (ROOT / "docs" / "features.md").read_text()
+    assert doc == F.features_markdown(), "docs/features.md is stale: run python -m t1046lab.features > docs/features.md"
+    for name, definition in zip(listing["name"], listing["definition"]):
+        assert f"| `{name}` |" in doc and definition in doc
+
+
+def test_register_feature_rejects_bad_definitions():
+    with pytest.raises(ValueError, match="docstring"):
+        F.register_feature("undocumented_feature", tags=("default",))(lambda g: g.count)
+    with pytest.raises(ValueError, match="unknown tags"):
+        F.register_feature("x", tags=("cheap",))
+    with pytest.raises(ValueError, match="already registered"):
+
+        @F.register_feature("conn_count", tags=("minimal",))
+        def again(g):
+            """Duplicate."""
+            return g.count
+
+
+def test_address_storage_does_not_matter(conns):
+    """Arrow strings in many chunks (as read from parquet), object strings and one chunk agree."""
+    expected = t1046lab.window_features(conns, features="all")
+    halves = pd.concat([conns.iloc[: len(conns) // 2], conns.iloc[len(conns) // 2 :]])
+    as_object = conns.assign(source_ip=conns["source_ip"].astype(object), destination_ip=conns["destination_ip"].astype(object))
+    for frame in (halves, as_object):
+        out = t1046lab.window_features(frame, features="all")
+        np.testing.assert_allclose(out.to_numpy(), expected.to_numpy(), rtol=1e-12)
+        assert [str(v) for v in out.index.get_level_values(0)] == [str(v) for v in expected.index.get_level_values(0)]
+    codes, uniques = F._factorize(halves["source_ip"])
+    assert (np.asarray(uniques, dtype=object)[codes] == halves["source_ip"].to_numpy(dtype=object)).all()
