@@ -51,8 +51,9 @@ def data_dir() -> Path:
     if override:
         return Path(override)
     # A source checkout (or editable install): the repository's top-level data/.
-    checkout = Path(__file__).resolve().parents[2] / "data"
-    if checkout.is_dir():
+    root = Path(__file__).resolve().parents[2]
+    checkout = root / "data"
+    if checkout.is_dir() and (root / "pyproject.toml").is_file():
         return checkout
     try:
         from importlib.resources import files
