@@ -63,25 +63,35 @@ def iter_records(
             continue
         counts = pd.Series(lines, dtype=object).str.count(re.escape(sep)).to_numpy() + 1
         wrong = counts != width
+        if report.strict and wrong.any():
+            # Strict mode names the first bad line of the file: the lines before the first
+            # short or long one go to the reader first, so a bad value there raises first.
+            first_bad = int(np.argmax(wrong))
+            if first_bad:
+                yield names, _split(lines[:first_bad], width, sep), numbers[:first_bad]
+            report.bad(f"expected {width} fields, found {counts[first_bad]}", line=int(numbers[first_bad]))
         for found in np.unique(counts[wrong]):
             where = wrong & (counts == found)
             report.bad_many(f"expected {width} fields, found {found}", lines=numbers[where], excerpts=list(lines[where][:20]))
         good = lines[~wrong]
         if not len(good):
             continue
-        fields = pd.read_csv(
-            io.StringIO("\n".join(good)),
-            header=None,
-            names=range(width),
-            dtype=str,
-            sep=sep,
-            na_filter=False,
-            quoting=3,  # csv.QUOTE_NONE: these formats never quote
-            engine="c",
-        )
-        yield names, fields, numbers[~wrong]
+        yield names, _split(good, width, sep), numbers[~wrong]
     if header and names is None:
         return
+
+
+def _split(lines: np.ndarray, width: int, sep: str) -> pd.DataFrame:
+    return pd.read_csv(
+        io.StringIO("\n".join(lines)),
+        header=None,
+        names=range(width),
+        dtype=str,
+        sep=sep,
+        na_filter=False,
+        quoting=3,  # csv.QUOTE_NONE: these formats never quote
+        engine="c",
+    )
 
 
 def _decode(raw: list[bytes], numbers: np.ndarray, report: ReadReport, fallback: str | None) -> list[str | None]:
