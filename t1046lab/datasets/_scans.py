@@ -112,13 +112,15 @@ def normalise_scans(scans: str | Sequence[str] | Mapping[str, int] | None) -> di
 def plan_scans(net: Network, counts: dict[str, int], days: int, start_ns: int, rng: np.random.Generator) -> list[PlannedScan]:
     """Choose source, targets, ports and start of every injected scan."""
     plan: list[PlannedScan] = []
-    servers = np.concatenate([net.roles[r] for r in ("web_server", "app_server", "database")])
+    all_servers = np.concatenate([net.roles[r] for r in ("web_server", "app_server", "database")])
     number = 0
     for scan_type, count in counts.items():
         for _ in range(count):
             number += 1
             p = SCAN_DEFAULTS[scan_type]
             source = _compromised(net, rng, p.get("n_sources", 1))
+            # A compromised server does not scan itself.
+            servers = all_servers[~np.isin(all_servers, source)]
             transport, variant, decoys = TCP, "", np.zeros(0, np.uint32)
             ports = TOP_TCP_PORTS[: p.get("n_ports", 0)]
             if scan_type in ("vertical", "slow", "stealth", "decoy", "distributed"):
