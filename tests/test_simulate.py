@@ -183,3 +183,14 @@ def test_bad_arguments():
         enterprise_plan(n_hosts=5)
     with pytest.raises(ValueError, match="days"):
         simulate_enterprise(days=0)
+
+
+def test_cli_simulate(tmp_path, capsys):
+    from t1046lab.cli import main
+
+    out = tmp_path / "cli.parquet"
+    assert main(["simulate", "--hosts", "30", "--days", "1", "--scans", "vertical=2,slow", "--seed", "4", "-o", str(out)]) == 0
+    assert "rows" in capsys.readouterr().out
+    frame = t1046lab.read(out, format="canonical")
+    assert frame.groupby("scan_type").size().to_dict() == {"slow": 150, "vertical": 2000}
+    assert frame["scan_id"].dropna().str.startswith("scan-").sum() == 2150

@@ -93,7 +93,9 @@ class EnterprisePlan:
         for code, (scan, seed) in enumerate(zip(self.scans, self.scan_seeds)):
             if scan.day == day:
                 blocks.append(_scans.scan_rows(self.network, scan, np.random.default_rng(seed), code))
-        block = _blocks.sort_block(_blocks.concat_blocks(blocks))
+        block = _blocks.concat_blocks(blocks)
+        del blocks  # the parts are copied into ``block``: free them before building the frame
+        block = _blocks.sort_block(block)
         return _blocks.to_frame(block, list(_scans.SCENARIOS), ids)
 
 
