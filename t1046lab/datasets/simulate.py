@@ -217,10 +217,21 @@ def simulate_enterprise(
     return _stream(plan, chunk_days, Path(out), meta)
 
 
+_WRITE_ROWS = 1_000_000
+
+
+def _arrow(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # Microseconds are all the simulator draws; they take half the bits on disk.
+    position = table.schema.get_field_index("event_start")
+    return table.set_column(position, "event_start", table["event_start"].cast(pa.timestamp("us", tz="UTC")))
+
+
 def _stream(plan: EnterprisePlan, chunk_days: int, path: Path, meta: dict[str, Any]) -> Path:
     import json
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,23 +239,23 @@ def _stream(plan: EnterprisePlan, chunk_days: int, path: Path, meta: dict[str, A
     rows = 0
     try:
         for chunk in _iter_chunks(plan, chunk_days):
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
-            # Microseconds are all the simulator draws; they take half the bits on disk.
-            position = table.schema.get_field_index("event_start")
-            table = table.set_column(position, "event_start", table["event_start"].cast(pa.timestamp("us", tz="UTC")))
-            if writer is None:
-                schema = table.schema.with_metadata({**(table.schema.metadata or {}), b"t1046lab.simulation": json.dumps(meta).encode()})
-                # Sorted microsecond times delta-encode to a few bits a row.
-                writer = pq.ParquetWriter(
-                    path,
-                    schema,
-                    compression="zstd",
-                    compression_level=9,
-                    use_dictionary=[c for c in schema.names if c != "event_start"],
-                    column_encoding={"event_start": "DELTA_BINARY_PACKED"},
-                )
-            writer.write_table(table.cast(writer.schema), row_group_size=max(1, len(chunk)))
+            # Convert to arrow a slice at a time: a whole day's table would double the peak.
+            for first in range(0, max(len(chunk), 1), _WRITE_ROWS):
+                table = _arrow(chunk.iloc[first : first + _WRITE_ROWS])
+                if writer is None:
+                    schema = table.schema.with_metadata({**(table.schema.metadata or {}), b"t1046lab.simulation": json.dumps(meta).encode()})
+                    # Sorted microsecond times delta-encode to a few bits a row.
+                    writer = pq.ParquetWriter(
+                        path,
+                        schema,
+                        compression="zstd",
+                        compression_level=9,
+                        use_dictionary=[c for c in schema.names if c != "event_start"],
+                        column_encoding={"event_start": "DELTA_BINARY_PACKED"},
+                    )
+                writer.write_table(table.cast(writer.schema), row_group_size=_WRITE_ROWS)
             rows += len(chunk)
+            del chunk
     finally:
         if writer is not None:
             writer.close()
