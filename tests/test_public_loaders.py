@@ -257,3 +257,32 @@ def test_cidds_bad_lines_are_quarantined(tmp_path):
     assert len(df) == sum(counts.values()) - 2
     with pytest.raises(ParseError, match=r"cidds\.csv:3: Date first seen"):
         t1046lab.read(path, format="cidds", strict=True)
+
+
+@pytest.mark.shared
+def test_cic_cp1252_labels_and_other_attacks(shared, tmp_path):
+    """The original CIC-IDS2017 CSVs spell 'Web Attack – Brute Force' with a cp1252 dash."""
+    lines = open(shared("real/cicids2017-sample/BENIGN_5000.csv"), encoding="utf-8").read().splitlines()
+    header, row = lines[0], lines[1]
+    fields = row.split(",")
+    label_at = header.split(",").index("Label")
+    attack = fields.copy()
+    attack[label_at] = "Web Attack \u2013 Brute Force"  # cp1252 byte 0x96
+    scan = fields.copy()
+    scan[label_at] = "Infiltration - Portscan"
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(("\n".join([header, row, ",".join(attack), ",".join(scan)]) + "\n").encode("cp1252"))
+    df = _read(path)
+    assert len(df) == 3 and df.attrs["read_report"].records_quarantined == 0
+    assert df["label"].tolist() == ["benign", "benign", "scan"]
+    assert df["benign_category"].iloc[:2].tolist() == ["normal", "other_attack"] and pd.isna(df["benign_category"].iloc[2])
+    assert df["scenario"].iloc[1] == "cic:Web Attack \u2013 Brute Force"
+    assert df["scan_type"].isna().all()
+
+
+def test_header_only_files_give_an_empty_canonical_frame(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text(_CIDDS_HEADER + "\n")
+    df = _read(path, format="cidds")
+    assert len(df) == 0 and df.attrs["read_report"].records_seen == 0
+    schema.validate(df)

@@ -45,7 +45,8 @@ def iter_records(
     for first, raw in iter_line_chunks(path, min(chunksize, MAX_CHUNK_LINES)):
         numbers = np.arange(first, first + len(raw))
         texts = _decode(raw, numbers, report, fallback_encoding)
-        keep = np.array([bool(t.strip()) if t is not None else False for t in texts], dtype=bool) if texts else np.zeros(0, bool)
+        text = pd.Series(texts, dtype=object)
+        keep = (text.notna() & text.str.strip().ne("")).to_numpy(dtype=bool, copy=True)
         if header and names is None:
             nonblank = np.flatnonzero(keep)
             if not len(nonblank):
@@ -56,7 +57,7 @@ def iter_records(
             keep[: h + 1] = False
         if width is None:
             raise ValueError("width is needed without a header")
-        lines = np.array([t if k else "" for t, k in zip(texts, keep)], dtype=object)[keep]
+        lines = text.to_numpy()[keep]
         numbers = numbers[keep]
         report.seen(len(lines))
         if not len(lines):
@@ -77,8 +78,6 @@ def iter_records(
         if not len(good):
             continue
         yield names, _split(good, width, sep), numbers[~wrong]
-    if header and names is None:
-        return
 
 
 def _split(lines: np.ndarray, width: int, sep: str) -> pd.DataFrame:
@@ -161,11 +160,13 @@ def _hex(text: str) -> float:
         return np.nan
 
 
-def port_array(values: pd.Series, ok_range: bool = True) -> Any:
+def port_array(values: pd.Series) -> Any:
+    """Nullable Int32 ports; NaN and values outside 0-65535 become NA."""
     return values.round().astype("Int64").where(values.between(0, 65535)).astype("Int32")
 
 
 def int_array(values: pd.Series) -> Any:
+    """Nullable Int64 counts."""
     return values.round().astype("Int64")
 
 
