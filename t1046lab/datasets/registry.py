@@ -6,9 +6,9 @@ directory is the repository's ``data/``; an installed wheel carries it as the pa
 ``t1046lab._data``. ``T1046_DATA_DIR`` overrides both.
 
 Datasheets state their counts in markdown tables made by :func:`count_tables`: a table whose
-header is ``| <label column> | rows |`` (``label``, ``scan_type``, ``benign_category``,
-``scenario``); :func:`parse_count_tables` reads them back, so tests can check that a
-datasheet matches what loads.
+header is ``| <label column> | rows |`` (or ``| ... | connections |``) for ``label``,
+``scan_type``, ``benign_category`` or ``scenario``; :func:`parse_count_tables` reads them
+back, so tests can check that a datasheet matches what loads.
 """
 
 from __future__ import annotations
@@ -89,6 +89,16 @@ def _description(text: str) -> str:
     return ""
 
 
+def _source(text: str) -> str:
+    explicit = _datasheet_field(text, "source")
+    if explicit:
+        return explicit.split()[0].lower().strip(".,")
+    title = next((line for line in text.splitlines() if line.startswith("#")), "").lower()
+    if "lab" in title.split() or "lab dataset" in title:
+        return "lab"
+    return "simulated" if "simulat" in title else "bundled"
+
+
 def list_datasets() -> pd.DataFrame:
     """The datasets :func:`load_dataset` knows, bundled first, then public ones to download.
 
@@ -96,8 +106,9 @@ def list_datasets() -> pd.DataFrame:
     -------
     DataFrame
         Columns ``name``, ``description``, ``rows`` (NA for public datasets, which are
-        not bundled), ``source`` (``simulated``, ``lab``, ``bundled`` or ``public``) and
-        ``path``.
+        not bundled), ``source`` (``simulated``, ``lab``, ``bundled`` or ``public``; from
+        the datasheet's ``Source:`` line, else its title), ``labelled`` (``load_dataset``
+        returns label columns; False for public datasets, which it cannot load) and ``path``.
     """
     import pyarrow.parquet as pq
 
@@ -105,12 +116,12 @@ def list_datasets() -> pd.DataFrame:
     for name, path in _bundled().items():
         sheet = path / _DATASHEET
         text = sheet.read_text(encoding="utf-8") if sheet.is_file() else ""
-        source = (_datasheet_field(text, "source") or "bundled").split()[0].lower().strip(".,")
-        rows = pq.ParquetFile(path / _CONNECTIONS).metadata.num_rows
-        records.append((name, _description(text), rows, source, str(path / _CONNECTIONS)))
+        parquet = pq.ParquetFile(path / _CONNECTIONS)
+        labelled = "label" in parquet.schema_arrow.names
+        records.append((name, _description(text), parquet.metadata.num_rows, _source(text), labelled, str(path / _CONNECTIONS)))
     for name, (description, _) in PUBLIC_DATASETS.items():
-        records.append((name, description, None, "public", None))
-    frame = pd.DataFrame(records, columns=["name", "description", "rows", "source", "path"])
+        records.append((name, description, None, "public", False, None))
+    frame = pd.DataFrame(records, columns=["name", "description", "rows", "source", "labelled", "path"])
     frame["rows"] = frame["rows"].astype("Int64")
     return frame
 
@@ -175,7 +186,7 @@ def parse_count_tables(text: str) -> dict[str, dict[str, int]]:
         if cells is None:
             current = None
             continue
-        if len(cells) == 2 and cells[1] == "rows" and cells[0] in _COUNTED:
+        if len(cells) == 2 and cells[1] in ("rows", "connections") and cells[0] in _COUNTED:
             current = tables.setdefault(cells[0], {})
         elif current is not None and len(cells) == 2 and not set(cells[0]) <= set("-: "):
             if cells[0] != "**total**":
