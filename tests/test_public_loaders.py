@@ -9,6 +9,7 @@ SYN scan, a ping sweep and normal SMB traffic.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,7 @@ def test_cic_benign_sample(shared):
 @pytest.mark.shared
 def test_cic_original_column_style_with_leading_spaces(shared):
     path = shared("formats/cicids2017_trafficlabelling_row.txt")
-    header = open(path).readline()
+    header = Path(path).read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("Flow ID, Source IP, Source Port, Destination IP, Destination Port")
     df = _read(path, format="cic")
     assert len(df) == 1
@@ -106,7 +107,7 @@ def test_cic_machinelearningcve_style(shared):
 
 
 def _cic_file_with_bad_lines(shared, tmp_path):
-    lines = open(shared("real/cicids2017-sample/Portscan_5000.csv"), encoding="utf-8").read().splitlines()
+    lines = Path(shared("real/cicids2017-sample/Portscan_5000.csv")).read_text(encoding="utf-8").splitlines()
     header, rows = lines[0], lines[1:21]
     bad_number = rows[3].split(",")
     bad_number[5] = "eighty"  # Dst Port
@@ -168,7 +169,7 @@ def test_unsw_training_set_layout(shared):
 
 @pytest.mark.shared
 def test_unsw_bad_lines_are_quarantined(shared, tmp_path):
-    rows = open(shared("formats/unsw_nb15_raw_UNSW-NB15_4.csv"), encoding="utf-8").read().splitlines()
+    rows = Path(shared("formats/unsw_nb15_raw_UNSW-NB15_4.csv")).read_text(encoding="utf-8").splitlines()
     broken = rows[1].split(",")
     broken[28] = "yesterday"  # Stime
     path = tmp_path / "UNSW-NB15_bad.csv"
@@ -262,7 +263,7 @@ def test_cidds_bad_lines_are_quarantined(tmp_path):
 @pytest.mark.shared
 def test_cic_cp1252_labels_and_other_attacks(shared, tmp_path):
     """The original CIC-IDS2017 CSVs spell 'Web Attack – Brute Force' with a cp1252 dash."""
-    lines = open(shared("real/cicids2017-sample/BENIGN_5000.csv"), encoding="utf-8").read().splitlines()
+    lines = Path(shared("real/cicids2017-sample/BENIGN_5000.csv")).read_text(encoding="utf-8").splitlines()
     header, row = lines[0], lines[1]
     fields = row.split(",")
     label_at = header.split(",").index("Label")

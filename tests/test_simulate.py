@@ -10,12 +10,11 @@ import pytest
 
 import t1046lab
 from t1046lab import schema
-from t1046lab.datasets import enterprise_plan, simulate_enterprise
-from t1046lab.datasets import _benign, _scans
+from t1046lab.datasets import _benign, _scans, enterprise_plan, simulate_enterprise
 from t1046lab.datasets.simulate import BENIGN_CATEGORIES, SCAN_TYPES
 
 # A Tuesday, so the weekly sanctioned scan runs; one scan of every type.
-ARGS = dict(n_hosts=40, days=1, scans="all", start="2026-01-06", random_state=11)
+ARGS = {"n_hosts": 40, "days": 1, "scans": "all", "start": "2026-01-06", "random_state": 11}
 DAY_S = 86_400
 
 
@@ -128,7 +127,7 @@ def test_targets_answer_from_the_response_model(day, plan):
 
 def test_benign_counts_follow_the_schedules(day, plan):
     net = plan.network
-    per_day = lambda interval: DAY_S // interval  # noqa: E731
+    per_day = lambda interval: DAY_S // interval
     counts = day.groupby("scenario").size()
     assert counts["prometheus-scrape"] == len(net.scrape_targets) * per_day(_benign.SCRAPE_INTERVAL_S)
     assert day.loc[day["scenario"] == "prometheus-scrape", "destination_port"].eq(9100).all()
@@ -164,7 +163,7 @@ def test_outcome_mix_and_rhythm():
 
 @pytest.mark.slow
 def test_streaming_to_parquet_gives_the_same_rows(tmp_path):
-    args = dict(n_hosts=30, days=2, scans={"vertical": 1, "slow": 1}, random_state=3)
+    args = {"n_hosts": 30, "days": 2, "scans": {"vertical": 1, "slow": 1}, "random_state": 3}
     memory = simulate_enterprise(**args, chunk_days=2)
     path = simulate_enterprise(**args, out=tmp_path / "sim.parquet", chunk_days=1)
     import pyarrow.parquet as pq

@@ -9,4 +9,4 @@ from __future__ import annotations
 from .registry import list_datasets, load_dataset
 from .simulate import enterprise_plan, simulate_enterprise
 
-__all__ = ["simulate_enterprise", "enterprise_plan", "load_dataset", "list_datasets"]
+__all__ = ["enterprise_plan", "list_datasets", "load_dataset", "simulate_enterprise"]

@@ -25,7 +25,13 @@ from ._blocks import (
     UDP,
     make_block,
 )
-from ._network import BACKUP_AGENT_PORT, BACKUP_STORE_PORT, POD_PORT, SCRAPE_PORT, Network
+from ._network import (
+    BACKUP_AGENT_PORT,
+    BACKUP_STORE_PORT,
+    POD_PORT,
+    SCRAPE_PORT,
+    Network,
+)
 
 HOUR = 3600 * NS
 DAY = 24 * HOUR

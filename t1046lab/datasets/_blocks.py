@@ -151,7 +151,7 @@ def coded_strings(codes: np.ndarray, vocabulary: tuple[str, ...] | list[str]) ->
 def _arrow_strings(array: Any) -> Any:
     try:
         return pd.arrays.ArrowStringArray(array)
-    except Exception:  # pragma: no cover - pandas without pyarrow strings
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - pandas without pyarrow strings
         return pd.array(array.to_pylist(), dtype="string")
 
 

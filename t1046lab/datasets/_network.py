@@ -73,8 +73,8 @@ class Network:
         return np.where(known, self.host_role[pos], ROLES.index("external")).astype(np.int8)
 
     def summary(self) -> dict[str, int]:
-        counts = {role: int(len(a)) for role, a in self.roles.items()}
-        counts["k8s_service"] = int(len(self.services))
+        counts = {role: len(a) for role, a in self.roles.items()}
+        counts["k8s_service"] = len(self.services)
         counts["nat_hidden_clients"] = int(self.nat_clients)
         return counts
 

@@ -7,8 +7,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._blocks import ACK, EST, FIN, ICMP, NOREP, NS, PSH, REJ, ROLES, RST, SCAN_TYPES, SYN, TCP, UDP, URG, make_block
 from ._benign import SCENARIOS as BENIGN_SCENARIOS
+from ._blocks import (
+    ACK,
+    EST,
+    FIN,
+    ICMP,
+    NOREP,
+    NS,
+    PSH,
+    REJ,
+    ROLES,
+    RST,
+    SCAN_TYPES,
+    SYN,
+    TCP,
+    UDP,
+    URG,
+    make_block,
+)
 from ._network import SERVERS, WORKSTATIONS, Network, subnet
 
 DAY = 86_400 * NS

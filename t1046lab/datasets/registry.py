@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["list_datasets", "load_dataset", "data_dir", "count_tables", "parse_count_tables", "PUBLIC_DATASETS"]
+__all__ = ["PUBLIC_DATASETS", "count_tables", "data_dir", "list_datasets", "load_dataset", "parse_count_tables"]
 
 _CONNECTIONS = "connections.parquet"
 _DATASHEET = "README.md"
@@ -28,18 +28,24 @@ _COUNTED = ("label", "scan_type", "benign_category", "scenario")
 #: Public datasets a user downloads and reads with :func:`t1046lab.read`.
 PUBLIC_DATASETS = {
     "cicids2017": (
-        "CIC-IDS2017 CICFlowMeter CSVs (UNB). Download from https://www.unb.ca/cic/datasets/ids-2017.html, "
-        "then t1046lab.read(path, format='cic')",
+        (
+            "CIC-IDS2017 CICFlowMeter CSVs (UNB). Download from https://www.unb.ca/cic/datasets/ids-2017.html, "
+            "then t1046lab.read(path, format='cic')"
+        ),
         "cic",
     ),
     "unsw-nb15": (
-        "UNSW-NB15 raw CSVs (UNSW Canberra). Download from https://research.unsw.edu.au/projects/unsw-nb15-dataset, "
-        "then t1046lab.read(path, format='unsw')",
+        (
+            "UNSW-NB15 raw CSVs (UNSW Canberra). Download from https://research.unsw.edu.au/projects/unsw-nb15-dataset, "
+            "then t1046lab.read(path, format='unsw')"
+        ),
         "unsw",
     ),
     "cidds-001": (
-        "CIDDS-001 flow CSVs (Hochschule Coburg). Download from https://www.hs-coburg.de/cidds, "
-        "then t1046lab.read(path, format='cidds')",
+        (
+            "CIDDS-001 flow CSVs (Hochschule Coburg). Download from https://www.hs-coburg.de/cidds, "
+            "then t1046lab.read(path, format='cidds')"
+        ),
         "cidds",
     ),
 }
@@ -74,7 +80,7 @@ def _bundled() -> dict[str, Path]:
 
 
 def _datasheet_field(text: str, field: str) -> str | None:
-    match = re.search(rf"^\s*(?:\*\*)?{field}(?:\*\*)?\s*:\s*(?:\*\*)?\s*(.+?)\s*$", text, re.I | re.M)
+    match = re.search(rf"^\s*(?:\*\*)?{field}(?:\*\*)?\s*:\s*(?:\*\*)?\s*(.+?)\s*$", text, re.IGNORECASE | re.MULTILINE)
     return match.group(1).strip("*` ") if match else None
 
 
@@ -151,7 +157,7 @@ def load_dataset(name: str) -> pd.DataFrame:
     bundled = _bundled()
     if name not in bundled:
         if name in PUBLIC_DATASETS:
-            description, fmt = PUBLIC_DATASETS[name]
+            description = PUBLIC_DATASETS[name][0]
             raise KeyError(f"{name!r} is a public dataset that is not bundled: {description}")
         available = sorted(bundled) + sorted(PUBLIC_DATASETS)
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(available)} (bundled ones in {data_dir()})")
@@ -188,7 +194,6 @@ def parse_count_tables(text: str) -> dict[str, dict[str, int]]:
             continue
         if len(cells) == 2 and cells[1] in ("rows", "connections") and cells[0] in _COUNTED:
             current = tables.setdefault(cells[0], {})
-        elif current is not None and len(cells) == 2 and not set(cells[0]) <= set("-: "):
-            if cells[0] != "**total**":
-                current[cells[0].strip("`")] = int(cells[1].replace(",", ""))
+        elif current is not None and len(cells) == 2 and not set(cells[0]) <= set("-: ") and cells[0] != "**total**":
+            current[cells[0].strip("`")] = int(cells[1].replace(",", ""))
     return tables

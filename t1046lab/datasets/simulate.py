@@ -27,7 +27,7 @@ import pandas as pd
 from . import _benign, _blocks, _scans
 from ._network import Network, build_network
 
-__all__ = ["simulate_enterprise", "enterprise_plan", "EnterprisePlan", "SCAN_TYPES", "BENIGN_CATEGORIES"]
+__all__ = ["BENIGN_CATEGORIES", "SCAN_TYPES", "EnterprisePlan", "enterprise_plan", "simulate_enterprise"]
 
 log = logging.getLogger("t1046lab")
 

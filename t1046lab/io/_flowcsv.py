@@ -19,7 +19,6 @@ import pandas as pd
 from ._report import ReadReport
 from ._source import PathLike, iter_line_chunks
 
-
 MAX_CHUNK_LINES = 200_000
 
 

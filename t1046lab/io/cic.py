@@ -40,7 +40,7 @@ from ._flowcsv import Checker, int_array, iter_records, keep, port_array
 from ._report import ReadReport
 from ._source import PathLike
 
-__all__ = ["read_cic", "cic_labels"]
+__all__ = ["cic_labels", "read_cic"]
 
 _ALIASES = {
     "flow_id": ("flow id",),
@@ -209,7 +209,7 @@ def _ip(fields: pd.DataFrame, cols: dict[str, int], key: str) -> pd.Series:
     return fields[cols[key]].str.strip().replace("", None).astype("string")
 
 
-_LOCAL = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\.(\d+))?\s*(AM|PM)?\s*$", re.I)
+_LOCAL = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\.(\d+))?\s*(AM|PM)?\s*$", re.IGNORECASE)
 
 
 def _timestamps(values: pd.Series, offset_h: float, report: ReadReport) -> pd.Series:

@@ -37,7 +37,7 @@ from ._flowcsv import Checker, int_array, iter_records, keep, port_array
 from ._report import ReadReport
 from ._source import PathLike
 
-__all__ = ["read_cidds", "COLUMNS", "cidds_labels"]
+__all__ = ["COLUMNS", "cidds_labels", "read_cidds"]
 
 COLUMNS = (
     "Date first seen",

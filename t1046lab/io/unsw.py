@@ -32,15 +32,9 @@ from ._flowcsv import Checker, int_array, iter_records, keep, port_array
 from ._report import ReadReport
 from ._source import PathLike
 
-__all__ = ["read_unsw", "RAW_COLUMNS", "unsw_labels"]
+__all__ = ["RAW_COLUMNS", "read_unsw", "unsw_labels"]
 
-RAW_COLUMNS = (
-    "srcip sport dstip dsport proto state dur sbytes dbytes sttl dttl sloss dloss service Sload Dload "
-    "Spkts Dpkts swin dwin stcpb dtcpb smeansz dmeansz trans_depth res_bdy_len Sjit Djit Stime Ltime "
-    "Sintpkt Dintpkt tcprtt synack ackdat is_sm_ips_ports ct_state_ttl ct_flw_http_mthd is_ftp_login "
-    "ct_ftp_cmd ct_srv_src ct_srv_dst ct_dst_ltm ct_src_ltm ct_src_dport_ltm ct_dst_sport_ltm "
-    "ct_dst_src_ltm attack_cat Label"
-).split()
+RAW_COLUMNS = ["srcip", "sport", "dstip", "dsport", "proto", "state", "dur", "sbytes", "dbytes", "sttl", "dttl", "sloss", "dloss", "service", "Sload", "Dload", "Spkts", "Dpkts", "swin", "dwin", "stcpb", "dtcpb", "smeansz", "dmeansz", "trans_depth", "res_bdy_len", "Sjit", "Djit", "Stime", "Ltime", "Sintpkt", "Dintpkt", "tcprtt", "synack", "ackdat", "is_sm_ips_ports", "ct_state_ttl", "ct_flw_http_mthd", "is_ftp_login", "ct_ftp_cmd", "ct_srv_src", "ct_srv_dst", "ct_dst_ltm", "ct_src_ltm", "ct_src_dport_ltm", "ct_dst_sport_ltm", "ct_dst_src_ltm", "attack_cat", "Label"]
 _TRANSPORTS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "icmpv6"}
 _ESTABLISHED = {"CON", "FIN", "ACC", "CLO"}
 _NO_REPLY = {"INT", "REQ"}
