@@ -7,8 +7,8 @@ Two levels, as a security team asks the two questions:
   mapped onto these cells (an alert covering several cells covers each), giving ROC and PR
   curves, precision, and false positives per 1,000 host-days broken down by the benign
   category of the traffic behind each false alert.
-* **scan event**: a scan activity (``scan_id`` when the data has it, else one per scanning
-  source and scan type) is *caught* when any alert of its source overlaps its time span.
+* **scan event**: a scan activity (``scan_id`` or the lab's ``lab_activity_id`` when the data
+  has it, else one per scanning source and scan type) is *caught* when any alert of its source overlaps its time span.
   For each caught event we report the time and the number of the event's attempts from
   its first probe to the first alert.
 
@@ -85,9 +85,14 @@ def host_days(conns: pd.DataFrame, *, by: str = "source_ip", category: str | Non
     return keys.drop_duplicates().groupby("category").size().astype(float)
 
 
+#: Columns naming the activity a labelled row belongs to, in order of preference.
+EVENT_COLUMNS = ("scan_id", "lab_activity_id")
+
+
 def _event_keys(conns: pd.DataFrame, by: str) -> pd.Series:
-    if "scan_id" in conns.columns:
-        return conns["scan_id"].astype("object")
+    for column in EVENT_COLUMNS:
+        if column in conns.columns:
+            return conns[column].astype("object")
     # Without an activity id, each (scanning source, scan type) is one event.
     return conns[by].astype("object") + "|" + conns["scan_type"].astype("object").fillna("scan")
 
