@@ -275,3 +275,27 @@ def test_undamaged_inputs_read_clean(fmt):
         df = read(path, format=fmt)
         report = df.attrs["read_report"]
         assert report.records_quarantined == 0 and report.records_seen == len(df) == len(_data_lines(base, fmt))
+
+
+def test_canonical_csv_values_a_cast_cannot_hold_are_quarantined():
+    """Found by the property tests: each of these used to raise out of read()."""
+    base = _case("canonical")[1]
+    lines = base.split(b"\n")
+    header = lines[0].decode().split(",")
+    damage = {1: ("event_start", b"-3"), 2: ("source_port", b"99999999999"), 3: ("source_bytes", b"-3"), 4: ("event_duration_s", b"inf"), 5: ("destination_packets", b"1.5")}
+    for row, (column, value) in damage.items():
+        parts = lines[row].split(b",")
+        parts[header.index(column)] = value
+        lines[row] = b",".join(parts)
+    lines[6] = lines[6][:40] + b"\xff" + lines[6][40:]  # bad UTF-8 no longer ends the file
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "conn.csv"
+        path.write_bytes(b"\n".join(lines))
+        df = _quiet_read(path, "canonical")
+        report = df.attrs["read_report"]
+        assert sorted(report.quarantine_frame()["line"]) == [2, 3, 4, 5, 6, 7]
+        assert report.records_seen == len(_data_lines(base, "canonical")) and report.balanced
+        schema.validate(df)
+        with pytest.raises(ParseError) as info:
+            read(path, format="canonical", strict=True)
+        assert info.value.line == 2 and "event_start is out of range" in str(info.value)

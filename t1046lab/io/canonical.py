@@ -71,6 +71,8 @@ def _restore(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+_NS_MIN = pd.Timestamp("1677-09-22", tz="UTC")
+_NS_MAX = pd.Timestamp("2262-04-11", tz="UTC")
 _KNOWN = {**schema.CORE_COLUMNS, **schema.IDENTITY_COLUMNS, **schema.LABEL_COLUMNS}
 # Value ranges of the numeric canonical columns (beyond these a cast would fail or validate() would).
 _RANGES: dict[str, tuple[float, float]] = {"source_port": (0, 65535), "destination_port": (0, 65535)}
@@ -186,7 +188,10 @@ def _csv_batch(header: list[str], batch: list[list[str]], lines: np.ndarray, rep
         elif dtype is schema.TIMESTAMP_DTYPE:
             ts = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
             fail(ts.isna().to_numpy(), f"{name} is not a timestamp")
-            parsed[name] = ts
+            # ISO 8601 reaches years datetime64[ns] cannot hold (e.g. "-3")
+            outside = ts.notna() & ((ts < _NS_MIN) | (ts > _NS_MAX))
+            fail(outside.to_numpy(dtype=bool), f"{name} is out of range")
+            parsed[name] = ts.where(~outside)
         else:
             num = pd.to_numeric(values, errors="coerce").astype("float64")
             given = values.notna().to_numpy()
