@@ -332,13 +332,18 @@ def _reason(entry: ScannerEntry, counts: pd.Series, n: int, examples: dict[str, 
 def apply(alerts: pd.DataFrame, conns: pd.DataFrame, registry: Registry, *, by: str = "source_ip") -> pd.DataFrame:
     """Apply the sanctioned-scanner registry to an alerts frame.
 
-    Each alert whose entity is inside an entry's ``sources`` is checked against the
-    connections behind it (the entity's connections in the alert's window): when all of
-    them are inside the entry's targets, ports and schedule and before its expiry, the
+    Each row whose entity is inside an entry's ``sources`` is checked against the
+    connections behind it (the entity's connections in the row's window): when all of
+    them are inside the entry's targets, ports and schedule and before its expiry, an
     alert is suppressed (``alert`` becomes False, ``policy_status == "suppressed"``,
-    ``policy_entry`` names the entry); when any is not, the alert is escalated
-    (``policy_status == "escalated"``) and ``policy_reason`` says what broke the scope,
-    with counts and an example. Alerts of other entities get ``policy_status == "none"``.
+    ``policy_entry`` names the entry) and a non-alerting row is ``"in_scope"``; when any
+    is not, the row is escalated (``policy_status == "escalated"``, ``alert`` True, even
+    if the detector had not alerted) and ``policy_reason`` says what broke the scope,
+    with counts and an example. Rows of other entities get ``policy_status == "none"``.
+
+    Pass the alerts of ``detect(..., all_windows=True)``: a detector that learned the
+    scanner's role (``role-baseline``) finds its out-of-scope scanning as normal as its
+    sanctioned scanning, and only the policy can tell them apart.
 
     Parameters
     ----------
@@ -367,7 +372,9 @@ def apply(alerts: pd.DataFrame, conns: pd.DataFrame, registry: Registry, *, by: 
     reason = np.full(len(out), None, dtype=object)
     positions = np.arange(len(out))
     for entry in registry:
-        mine = in_networks(out["entity"], entry.sources) & out["alert_before_policy"].to_numpy() & (status == "none")
+        # Every row of the scanner's windows is checked, not only alerts: a detector that
+        # learned the scanner's role finds its out-of-scope scanning normal too.
+        mine = in_networks(out["entity"], entry.sources) & (status == "none")
         if not mine.any():
             continue
         scoped = out.loc[mine, ["entity", "window_start", "window_end"]].assign(_pos=positions[mine])
@@ -381,17 +388,21 @@ def apply(alerts: pd.DataFrame, conns: pd.DataFrame, registry: Registry, *, by: 
         n_per_alert = joined.groupby("_pos").size()
         example_target = joined.loc[bad["out_of_targets"], ["_pos", "destination_ip"]].groupby("_pos")["destination_ip"].first()
         example_port = joined.loc[bad["out_of_ports"], ["_pos", "destination_port"]].groupby("_pos")["destination_port"].first()
-        for pos in scoped["_pos"]:  # one iteration per alert, for its sentence
+        fired = out["alert_before_policy"].to_numpy()
+        for pos in scoped["_pos"]:  # one iteration per row, for its sentence
             entry_name[pos] = entry.name
             n = int(n_per_alert.get(pos, 0))
             if n == 0:
-                # No connection behind the alert: nothing shows it inside scope.
-                status[pos] = "escalated"
-                reason[pos] = f"sanctioned scanner {entry.name!r}: no connections found behind the alert to check its scope"
+                if fired[pos]:
+                    # An alert with no connection behind it: nothing shows it inside scope.
+                    status[pos] = "escalated"
+                    reason[pos] = f"sanctioned scanner {entry.name!r}: no connections found behind the alert to check its scope"
+                else:
+                    status[pos] = "in_scope"
                 continue
             counts = per_alert.loc[pos]
             if counts.sum() == 0:
-                status[pos] = "suppressed"
+                status[pos] = "suppressed" if fired[pos] else "in_scope"
                 reason[pos] = f"inside sanctioned scanner {entry.name!r} (owner {entry.owner}, ticket {entry.ticket or 'none'})"
             else:
                 examples = {"out_of_targets": str(example_target.get(pos, "?")), "out_of_ports": str(example_port.get(pos, "?"))}
@@ -400,7 +411,7 @@ def apply(alerts: pd.DataFrame, conns: pd.DataFrame, registry: Registry, *, by: 
     out["policy_status"] = pd.array(status, dtype="string")
     out["policy_entry"] = pd.array(entry_name, dtype="string")
     out["policy_reason"] = pd.array(reason, dtype="string")
-    out["alert"] = out["alert_before_policy"] & (status != "suppressed")
+    out["alert"] = (out["alert_before_policy"] & (status != "suppressed")) | (status == "escalated")
     return out
 
 
