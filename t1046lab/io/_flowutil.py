@@ -44,6 +44,25 @@ OTHER_PROTOCOL_NAMES = frozenset(
 _NAME_TO_NUMBER = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "icmp6": 58}
 
 
+def header_columns(
+    header: list[str], aliases: dict[str, tuple[str, ...]], required: Any, path: PathLike, what: str
+) -> dict[str, int]:
+    """Position of each field in a CSV header, by the first of its alias names present.
+
+    Raises ``SchemaError`` naming the file and the missing fields when a required one is absent.
+    """
+    where: dict[str, int] = {}
+    for key, names in aliases.items():
+        for name in names:
+            if name in header:
+                where[key] = header.index(name)
+                break
+    missing = [k for k in required if k not in where]
+    if missing:
+        raise schema.SchemaError([f"{path}: {what} header lacks {missing}; header is {header}"])
+    return where
+
+
 def categorical(values: np.ndarray, dtype: pd.CategoricalDtype) -> pd.Categorical:
     """A canonical categorical from an array of category strings (all must be valid)."""
     cats = list(dtype.categories)

@@ -95,16 +95,7 @@ def _sniff(head: bytes, name: str) -> bool:
 
 
 def _columns(header: list[str], path: PathLike) -> dict[str, int]:
-    where: dict[str, int] = {}
-    for key, names in _ALIASES.items():
-        for name in names:
-            if name in header:
-                where[key] = header.index(name)
-                break
-    missing = [k for k in _REQUIRED if k not in where]
-    if missing:
-        raise schema.SchemaError([f"{path}: argus ra CSV header lacks {missing}; header is {header}"])
-    return where
+    return fu.header_columns(header, _ALIASES, _REQUIRED, path, "argus ra CSV")
 
 
 @register("argus", sniff=_sniff, description="argus ra CSV output (ra -c ,), default or -Z b states")

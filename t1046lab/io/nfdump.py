@@ -99,16 +99,7 @@ def _sniff(head: bytes, name: str) -> bool:
 
 
 def _columns(header: list[str], path: PathLike) -> dict[str, int]:
-    where: dict[str, int] = {}
-    for key, names in _ALIASES.items():
-        for name in names:
-            if name in header:
-                where[key] = header.index(name)
-                break
-    missing = [k for k in _REQUIRED if k not in where]
-    if missing:
-        raise schema.SchemaError([f"{path}: nfdump CSV header lacks {missing}; header is {header}"])
-    return where
+    return fu.header_columns(header, _ALIASES, _REQUIRED, path, "nfdump CSV")
 
 
 @register("nfdump", sniff=_sniff, description="nfdump CSV (NetFlow/IPFIX), unidirectional records paired into attempts")
