@@ -61,9 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ParseError, FormatDetectionError, SchemaError, FileNotFoundError, IsADirectoryError, ValueError) as exc:
+    except (ParseError, FormatDetectionError, SchemaError, FileNotFoundError, IsADirectoryError, ValueError, TypeError) as exc:
+        if args.verbose > 1:
+            raise
         print(f"t1046lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (``| head``): not an error of ours.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="input file (gzip is recognised automatically)")
     p.add_argument("--format", "-f", default="auto", help="input format, or 'auto' to detect it (default); see `t1046lab formats`")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed record instead of quarantining it")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a reader option (repeatable), e.g. --option tz=Europe/Berlin for nfdump; see the reader's documentation",
+    )
     p.add_argument("-o", "--output", type=Path, help="write the frame to OUT.parquet or OUT.csv")
     p.add_argument("--quarantine", type=Path, help="write the quarantined records (reason, line, offset, excerpt) to this CSV")
     p.set_defaults(func=_cmd_read)
@@ -30,7 +37,15 @@ def _cmd_read(args: argparse.Namespace) -> int:
     from ..io.canonical import write_canonical
     from ..summary import summarize
 
-    conns = read(args.input, format=args.format, strict=args.strict)
+    from .detect import parse_value
+
+    options = {}
+    for item in args.option:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--option expects NAME=VALUE, got {item!r}")
+        options[name.strip()] = parse_value(value)
+    conns = read(args.input, format=args.format, strict=args.strict, **options)
     report = conns.attrs["read_report"]
     if args.output is not None:
         write_canonical(conns, args.output)
