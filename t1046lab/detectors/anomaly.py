@@ -11,12 +11,19 @@ estimator on a baseline and scores every window:
   windows would alert).
 * ``model=`` a fitted detector or the path of one saved with :func:`save_model`: no fitting.
 
+With no baseline and fewer than ``MIN_SELF_FIT_WINDOWS`` windows in ``conns`` (one capture of
+one scanner has a single window), there is nothing to learn normal from: the detector then
+fits on a reference baseline, the benign traffic of the first day of the bundled
+``enterprise-week`` dataset, and says so with a :class:`BaselineWarning`.
+
 ``ensemble`` runs its member detectors with every window kept, puts their scores on the
 (entity, window) grid and combines them with :class:`~t1046lab.detectors.ensemble.ScoreEnsemble`.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..alerts import empty_alerts
+from ..exceptions import T1046Warning
 from ._anomaly import WindowAnomalyDetector, alerts_from_scores, infer_scan_type, load_model
 from ._registry import register_detector
 from .ensemble import ScoreEnsemble
@@ -35,7 +43,44 @@ from .port_entropy import PortEntropyDetector
 from .role_baseline import DEFAULT_FEATURES as ROLE_FEATURES
 from .role_baseline import RoleBaselineDetector
 
-__all__ = ["run_window_detector"]
+__all__ = ["run_window_detector", "BaselineWarning", "MIN_SELF_FIT_WINDOWS", "reference_baseline"]
+
+#: Fewer windows than this and no baseline: fit on the reference baseline instead.
+MIN_SELF_FIT_WINDOWS = 50
+
+
+class BaselineWarning(T1046Warning):
+    """An anomaly detector could not fit on the data it was given and used the reference baseline."""
+
+
+@functools.lru_cache(maxsize=1)
+def reference_baseline() -> pd.DataFrame:
+    """Benign connections of the first (week)day of the bundled ``enterprise-week`` dataset."""
+    from ..datasets import load_dataset
+
+    conns = load_dataset("enterprise-week")
+    first = conns["event_start"].min().normalize()
+    day = conns[(conns["event_start"] < first + pd.Timedelta("1D")) & (conns["label"].astype("object") == "benign")]
+    return day.reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_features(window: str, by: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    from ..features import window_features
+
+    return window_features(reference_baseline(), window=window, by=by, features=list(columns))
+
+
+def _fallback_baseline(n_windows: int, detector: str) -> pd.DataFrame:
+    warnings.warn(
+        f"{detector}: the data has only {n_windows} window(s), too few to learn what is normal "
+        f"(at least {MIN_SELF_FIT_WINDOWS}); fitted on the reference baseline (benign traffic of the bundled "
+        "enterprise-week dataset). Pass baseline= or model= to use your own.",
+        BaselineWarning,
+        stacklevel=4,
+    )
+    return reference_baseline()
+
 
 _COMMON = {"window": "5min", "by": "source_ip", "baseline": None, "model": None, "target_fpr": 0.001}
 
@@ -88,7 +133,13 @@ def run_window_detector(
     if model is not None:
         estimator = _model(model, type(make()))
     else:
-        base = feats if baseline is None else window_features(_baseline_conns(conns, baseline), window=window, by=by, features=list(columns))
+        if baseline is None and len(feats) < MIN_SELF_FIT_WINDOWS:
+            _fallback_baseline(len(feats), detector)
+            base = _reference_features(str(window), by, tuple(columns))
+        elif baseline is None:
+            base = feats
+        else:
+            base = window_features(_baseline_conns(conns, baseline), window=window, by=by, features=list(columns))
         estimator = make().fit(base)
     decision = estimator.decision_function(feats)
     alert = decision < 0
@@ -96,9 +147,8 @@ def run_window_detector(
     if alert.any() or all_windows:
         rows = np.flatnonzero(alert) if not all_windows else np.arange(len(feats))
         explanations[rows] = estimator.explain(feats.iloc[rows]).to_numpy(dtype=object)
-    context = window_features(conns, window=window, by=by, features="minimal") if not set(
-        ["conn_count", "distinct_peers", "distinct_ports", "udp_count", "icmp_count"]
-    ) <= set(feats.columns) else feats
+    needed = {"conn_count", "distinct_peers", "distinct_ports", "udp_count", "icmp_count"}
+    context = feats if needed <= set(feats.columns) else window_features(conns, window=window, by=by, features="minimal")
     scan_type = infer_scan_type(context.reindex(feats.index))
     frame = feats.copy()
     if "conn_count" not in frame:
@@ -215,7 +265,10 @@ def ensemble(conns: pd.DataFrame, *, all_windows: bool = False, **p: Any) -> pd.
     if conns.empty:
         return empty_alerts()
     scores = member_scores(conns).reindex(columns=members, fill_value=-np.inf)
-    base = scores if p["baseline"] is None else member_scores(_baseline_conns(conns, p["baseline"])).reindex(columns=members, fill_value=-np.inf)
+    baseline = p["baseline"]
+    if baseline is None and len(scores) < MIN_SELF_FIT_WINDOWS:
+        baseline = _fallback_baseline(len(scores), "ensemble")
+    base = scores if baseline is None else member_scores(_baseline_conns(conns, baseline)).reindex(columns=members, fill_value=-np.inf)
     model = ScoreEnsemble(method=p["method"], target_fpr=p["target_fpr"]).fit(base)
     decision = model.decision_function(scores)
     alert = decision < 0
