@@ -71,13 +71,42 @@ def _mix(*parts: np.ndarray) -> np.ndarray:
     return h * _M2
 
 
-def _address_ids(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Exact integer ids below 2^32 for 128-bit addresses (the IPv4 address itself when all are IPv4)."""
+def _address_ids(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Exact integer ids below 2^32 for 128-bit addresses, and whether they are the IPv4 addresses themselves."""
     if not hi.any() and ((lo >> np.uint64(32)) == np.uint64(0xFFFF)).all():
-        return (lo & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        return (lo & np.uint64(0xFFFFFFFF)).astype(np.int64), True
     clo, ulo = _factorize(lo)
     chi, _ = _factorize(hi)
-    return _factorize(chi * len(ulo) + clo)[0]
+    return _factorize(chi * len(ulo) + clo)[0], False
+
+
+def _unique_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of non-negative integers below 2^32, and each value's code (one packed sort)."""
+    n = len(values)
+    bits = max(int(n - 1).bit_length(), 1)
+    packed = (values.astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+    packed.sort()
+    v = packed >> np.uint64(bits)
+    start = np.ones(n, dtype=bool)
+    start[1:] = v[1:] != v[:-1]
+    codes = np.empty(n, dtype=np.int32)
+    codes[(packed & np.uint64((1 << bits) - 1)).astype(np.int64)] = np.cumsum(start, dtype=np.int32) - 1
+    return v[start].astype(np.int64), codes
+
+
+def _ipv4_text(addr: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """IPv4 addresses (integers) as a string array: each distinct address is formatted once."""
+    uniq, codes = _unique_codes(addr)
+    octets = [pd.Series((uniq >> shift) & 255).astype(str) for shift in (24, 16, 8, 0)]
+    text = (octets[0] + "." + octets[1] + "." + octets[2] + "." + octets[3]).to_numpy(dtype=object)
+    if getattr(schema.STRING_DTYPE, "storage", None) == "pyarrow":
+        import pyarrow as pa
+
+        # a dictionary-encoded array decoded by Arrow: much faster than a take on the strings
+        dictionary = pa.array(text, type=pa.large_string())
+        decoded = pa.DictionaryArray.from_arrays(pa.array(codes), dictionary).cast(pa.large_string())
+        return pd.array(decoded, dtype=schema.STRING_DTYPE)
+    return pd.array(text, dtype=schema.STRING_DTYPE).take(codes)
 
 
 def _address_text(hi: np.ndarray, lo: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -190,7 +219,7 @@ def assemble(
     trank = np.zeros(n, dtype=np.int64)
     np.cumsum(ts[1:] != ts[:-1], out=trank[1:])
     # --- addresses and endpoints -----------------------------------------------------------
-    ids = _address_ids(
+    ids, all_v4 = _address_ids(
         np.concatenate([P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]]),
         np.concatenate([P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]]),
     )
@@ -390,7 +419,10 @@ def assemble(
     # --- the canonical frame ------------------------------------------------------------------
     row = _rank_order(f_trank[a_first])
     a_first, a_proto = a_first[row], a_proto[row]
-    both = _address_text(np.concatenate([i_hi[a_first], r_hi[a_first]]), np.concatenate([i_lo[a_first], r_lo[a_first]]))
+    if all_v4:
+        both = _ipv4_text(np.concatenate([i_id[a_first], r_id[a_first]]))
+    else:
+        both = _address_text(np.concatenate([i_hi[a_first], r_hi[a_first]]), np.concatenate([i_lo[a_first], r_lo[a_first]]))
     n_rows = len(a_first)
     transport = np.select(
         [a_proto == 6, a_proto == 17, a_proto == 1, a_proto == 58],
