@@ -146,17 +146,18 @@ def _multicast(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 def _sorted_groups(
     hkey: np.ndarray, payload: np.ndarray, bits: int, exact: tuple[np.ndarray, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positions ordered by (hash ``hkey``, ``payload``), and where a new exact group starts.
+    """``payload`` ordered by (hash ``hkey[payload]``, ``payload``), and where a new exact group starts.
 
     One ``np.sort`` of a packed 64-bit key (the hash's top ``64 - bits`` bits, then
     ``payload``, a unique rank below ``2**bits``) replaces a lexsort; it is much faster.
     Where two different exact keys share the truncated hash (about n²/2^(65 - bits)), the few
     positions of those hash runs are reordered by (full hash, exact key, payload), so every
     exact group is contiguous and in ``payload`` order, as a lexsort would leave it.
+    ``hkey`` and the ``exact`` arrays are indexed by the ``payload`` values.
     Returns ``(payload values in order, group-start flags)``.
     """
     mask = np.uint64((1 << bits) - 1)
-    packed = (hkey & ~mask) | payload.astype(np.uint64)
+    packed = (hkey[payload] & ~mask) | payload.astype(np.uint64)
     packed.sort()
     pos = (packed & mask).astype(np.int64)
     n = len(pos)
@@ -205,11 +206,19 @@ def assemble(
     n, m = len(P["ts"]), len(E["pkt"])
     if n == 0:
         return schema.conform({}, log_format="pcap", n=0)
+    # --- addresses and endpoints -----------------------------------------------------------
+    ids, all_v4 = _address_ids(
+        np.concatenate([P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]]),
+        np.concatenate([P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]]),
+    )
+    sid, did, qsid, qdid = ids[:n], ids[n : 2 * n], ids[2 * n : 2 * n + m], ids[2 * n + m :]
+    # ids first: with IPv6 they are numbered in capture order
     ts = P["ts"]
     if not np.all(ts[1:] >= ts[:-1]):
         # put packets in time order (stable) once; everything below relies on it
         perm = np.argsort(ts, kind="stable")
         P = {k: v[perm] for k, v in P.items()}
+        sid, did = sid[perm], did[perm]
         if m:
             inv = np.empty(n, dtype=np.int64)
             inv[perm] = np.arange(n)
@@ -218,12 +227,6 @@ def assemble(
     # dense rank of each packet's time: packs times into few bits for the sorts below
     trank = np.zeros(n, dtype=np.int64)
     np.cumsum(ts[1:] != ts[:-1], out=trank[1:])
-    # --- addresses and endpoints -----------------------------------------------------------
-    ids, all_v4 = _address_ids(
-        np.concatenate([P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]]),
-        np.concatenate([P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]]),
-    )
-    sid, did, qsid, qdid = ids[:n], ids[n : 2 * n], ids[2 * n : 2 * n + m], ids[2 * n + m :]
     ep_s = sid * 65537 + P["sport"] + 1
     ep_d = did * 65537 + P["dport"] + 1
     a_sends = ep_s <= ep_d
@@ -240,7 +243,7 @@ def assemble(
     kind = P["kind"]
     bits = max(int(n - 1).bit_length(), 1)
     fp = np.flatnonzero(kind != KIND_UNREACH)
-    order, new_group = _sorted_groups(key[fp], fp, bits, (lo_ep, hi_ep, P["proto"]))
+    order, new_group = _sorted_groups(key, fp, bits, (lo_ep, hi_ep, P["proto"]))
     nf_pk = len(order)
     t = ts[order]
     fl = P["flags"][order]
@@ -340,7 +343,13 @@ def assemble(
         keys = np.concatenate([fkey[cf], ekey])
         times = np.concatenate([t_first[cf], ets])
         is_err = np.concatenate([np.zeros(len(cf), bool), np.ones(m, bool)])
-        o = np.lexsort((np.concatenate([cf, np.arange(m)]), is_err, times, keys))
+        # (the exact endpoints and protocol sort too, so that a hash collision cannot hide a flow)
+        exact = [
+            np.concatenate([f_proto[cf], E["q_proto"]]),
+            np.concatenate([f_hi[cf], e_hi]),
+            np.concatenate([f_lo[cf], e_lo]),
+        ]
+        o = np.lexsort((np.concatenate([cf, np.arange(m)]), is_err, times, *exact, keys))
         src_idx = np.concatenate([cf, np.full(m, -1)])[o]
         at = np.arange(len(o))
         last = np.maximum.accumulate(np.where(src_idx >= 0, at, -1))
@@ -381,11 +390,10 @@ def assemble(
     tpos = np.empty(nflows, dtype=np.int64)
     tpos[by_time] = np.arange(nflows)
     fbits = max(int(nflows - 1).bit_length(), 1)
-    o2t, _ = _sorted_groups(g2[by_time], np.arange(nflows), fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
+    o2t, g2_start = _sorted_groups(g2[by_time], np.arange(nflows), fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
     o2 = by_time[o2t]
     del o2t, tpos
-    g2s = g2[o2]
-    same = (g2s[1:] == g2s[:-1]) & (i_mp[o2][1:] == i_mp[o2][:-1]) & (r_id[o2][1:] == r_id[o2][:-1])
+    same = ~g2_start[1:]
     cont = np.zeros(nflows, dtype=bool)
     if nflows > 1:
         prev, cur = o2[:-1], o2[1:]
