@@ -94,19 +94,25 @@ def _unique_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v[start].astype(np.int64), codes
 
 
+_OCTETS = np.array([str(i).encode() for i in range(256)], dtype="S3")
+
+
 def _ipv4_text(addr: np.ndarray) -> pd.api.extensions.ExtensionArray:
     """IPv4 addresses (integers) as a string array: each distinct address is formatted once."""
-    uniq, codes = _unique_codes(addr)
-    octets = [pd.Series((uniq >> shift) & 255).astype(str) for shift in (24, 16, 8, 0)]
-    text = (octets[0] + "." + octets[1] + "." + octets[2] + "." + octets[3]).to_numpy(dtype=object)
+    codes, uniq = pd.factorize(addr.astype(np.uint32), sort=False)  # a uint32 hash table is fast
+    uniq = np.asarray(uniq).astype(np.int64)
+    strings = getattr(np, "strings", np.char)  # numpy >= 2: ufuncs
+    text = _OCTETS[(uniq >> 24) & 255]
+    for shift in (16, 8, 0):
+        text = strings.add(strings.add(text, b"."), _OCTETS[(uniq >> shift) & 255])
     if getattr(schema.STRING_DTYPE, "storage", None) == "pyarrow":
         import pyarrow as pa
 
         # a dictionary-encoded array decoded by Arrow: much faster than a take on the strings
-        dictionary = pa.array(text, type=pa.large_string())
-        decoded = pa.DictionaryArray.from_arrays(pa.array(codes), dictionary).cast(pa.large_string())
+        dictionary = pa.array(text, type=pa.binary()).cast(pa.large_string())
+        decoded = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary).cast(pa.large_string())
         return pd.array(decoded, dtype=schema.STRING_DTYPE)
-    return pd.array(text, dtype=schema.STRING_DTYPE).take(codes)
+    return pd.array(text.astype(str).astype(object), dtype=schema.STRING_DTYPE).take(codes)
 
 
 def _address_text(hi: np.ndarray, lo: np.ndarray) -> pd.api.extensions.ExtensionArray:
