@@ -313,7 +313,8 @@ def assemble(
     resp_rst = (codes & (4 << 8)) != 0
     t_first = t[fstart]
     t_last = t[fend - 1]
-    fkey, f_lo, f_hi = key[first], lo_ep[first], hi_ep[first]
+    if m:
+        fkey, f_lo, f_hi = key[first], lo_ep[first], hi_ep[first]
     del t, key, lo_ep, hi_ep
 
     # endpoints of the initiator and responder
@@ -328,11 +329,14 @@ def assemble(
     tcp_out = np.where(resp_nonrst, _EST, np.where(resp_rst, _REJ, _NOREP))
     outcome = np.where(f_tcp, np.where(first_syn, tcp_out, _PARTIAL), np.where(answered, _EST, _NOREP))
     outcome = np.where(f_kind == KIND_REPLY, _PARTIAL, outcome).astype(np.int8)
-    r_hi = np.where(sender_init, P["dst_hi"][first], P["src_hi"][first])
-    r_lo = np.where(sender_init, P["dst_lo"][first], P["src_lo"][first])
-    i_hi = np.where(sender_init, P["src_hi"][first], P["dst_hi"][first])
-    i_lo = np.where(sender_init, P["src_lo"][first], P["dst_lo"][first])
-    mcast = _multicast(r_hi, r_lo)
+    if all_v4:  # the ids are the addresses
+        mcast = ((r_id >> 28) == 0xE) | (r_id == 0xFFFFFFFF)
+    else:
+        r_hi = np.where(sender_init, P["dst_hi"][first], P["src_hi"][first])
+        r_lo = np.where(sender_init, P["dst_lo"][first], P["src_lo"][first])
+        i_hi = np.where(sender_init, P["src_hi"][first], P["dst_hi"][first])
+        i_lo = np.where(sender_init, P["src_lo"][first], P["dst_lo"][first])
+        mcast = _multicast(r_hi, r_lo)
     outcome[(outcome == _NOREP) & mcast] = _UNKNOWN
     is_query = (f_kind == KIND_QUERY) | (f_kind == KIND_REPLY)
     icmp_t = np.where(is_query, P["itype"][first], -1).astype(np.int64)
