@@ -397,46 +397,52 @@ def assemble(
     # flows by (retry group, first time, flow index): rank flows by (time, index) first
     f_trank = trank[first]
     by_time = _rank_order(f_trank)
-    tpos = np.empty(nflows, dtype=np.int64)
-    tpos[by_time] = np.arange(nflows)
     fbits = max(int(nflows - 1).bit_length(), 1)
     o2t, g2_start = _sorted_groups(g2[by_time], np.arange(nflows), fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
     o2 = by_time[o2t]
-    del o2t, tpos
-    same = ~g2_start[1:]
+    del o2t, by_time, g2, i_mp
     cont = np.zeros(nflows, dtype=bool)
     if nflows > 1:
         prev, cur = o2[:-1], o2[1:]
         cont[1:] = (
-            same
+            ~g2_start[1:]
             & probe[prev]
             & probe[cur]
             & (outcome[prev] != _EST)
             & (t_first[cur] - t_last[prev] <= timeout_ns)
         )
+        del prev, cur
     astart = np.flatnonzero(~cont)
+    del cont, g2_start
     report.used(int(nf_pk) + used_errors)
 
-    def agg_sum(x):
-        return np.add.reduceat(x[o2], astart)
-
+    # attempts in time order (ties: retry-group order); ``a_first`` is each one's first flow
     a_first = o2[astart]
+    row = _rank_order(f_trank[a_first])
+    a_first = a_first[row]
+    merged = len(astart) < nflows
+
+    def agg(ufunc, x: np.ndarray) -> np.ndarray:
+        """Per attempt, in row order: ``ufunc`` over the attempt's flows (just the flow when none merged)."""
+        return ufunc.reduceat(x[o2], astart)[row] if merged else x[a_first]
+
     a_t0 = t_first[a_first]  # flows of an attempt are in time order
-    a_t1 = np.maximum.reduceat(t_last[o2], astart)
-    a_out_p = np.maximum.reduceat(_PRIORITY[outcome[o2]], astart)
-    inv = np.full(int(_PRIORITY.max()) + 1, -1, dtype=np.int64)
-    inv[_PRIORITY[[_NOREP, _ICMP, _REJ, _EST]]] = [_NOREP, _ICMP, _REJ, _EST]
-    a_out = np.where(a_out_p > 0, inv[a_out_p], outcome[a_first])
-    a_flags = np.bitwise_or.reduceat(init_flags[o2], astart)
-    a_it = np.maximum.reduceat(icmp_t[o2], astart)
-    a_ic = np.maximum.reduceat(np.where(icmp_t[o2] >= 0, icmp_c[o2], -1), astart)
-    cols_src_pk, cols_dst_pk = agg_sum(src_pk), agg_sum(dst_pk)
-    cols_src_by, cols_dst_by = agg_sum(src_by), agg_sum(dst_by)
+    a_t1 = agg(np.maximum, t_last)
+    if merged:
+        a_out_p = agg(np.maximum, _PRIORITY[outcome])
+        inv = np.full(int(_PRIORITY.max()) + 1, -1, dtype=np.int64)
+        inv[_PRIORITY[[_NOREP, _ICMP, _REJ, _EST]]] = [_NOREP, _ICMP, _REJ, _EST]
+        a_out = np.where(a_out_p > 0, inv[a_out_p], outcome[a_first])
+    else:
+        a_out = outcome[a_first]
+    a_flags = agg(np.bitwise_or, init_flags)
+    a_it = agg(np.maximum, icmp_t)
+    a_ic = agg(np.maximum, np.where(icmp_t >= 0, icmp_c, -1))
+    cols_src_pk, cols_dst_pk = agg(np.add, src_pk), agg(np.add, dst_pk)
+    cols_src_by, cols_dst_by = agg(np.add, src_by), agg(np.add, dst_by)
     a_proto = f_proto[a_first]
 
     # --- the canonical frame ------------------------------------------------------------------
-    row = _rank_order(f_trank[a_first])
-    a_first, a_proto = a_first[row], a_proto[row]
     if all_v4:
         both = _ipv4_text(np.concatenate([i_id[a_first], r_id[a_first]]))
     else:
@@ -447,27 +453,24 @@ def assemble(
         [_TRANSPORTS.index("tcp"), _TRANSPORTS.index("udp"), _TRANSPORTS.index("icmp"), _TRANSPORTS.index("icmpv6")],
         _TRANSPORTS.index("other"),
     ).astype(np.int8)
-    has_ports = np.isin(a_proto, (6, 17))
-    is_icmp = np.isin(a_proto, (1, 58))
-    a_it, a_ic = a_it[row], a_ic[row]
+    has_ports = (a_proto == 6) | (a_proto == 17)
     icmp_mask = a_it < 0
     columns = {
-        "event_start": pd.to_datetime(a_t0[row], unit="ns", utc=True),
-        "event_duration_s": (a_t1[row] - a_t0[row]) / 1e9,
+        "event_start": pd.to_datetime(a_t0, unit="ns", utc=True),
+        "event_duration_s": (a_t1 - a_t0) / 1e9,
         "source_ip": both[:n_rows],
         "source_port": pd.arrays.IntegerArray(i_port[a_first].astype(np.int32), ~has_ports),
         "destination_ip": both[n_rows:],
         "destination_port": pd.arrays.IntegerArray(r_port[a_first].astype(np.int32), ~has_ports),
         "network_transport": pd.Categorical.from_codes(transport, dtype=schema.TRANSPORT_DTYPE),
-        "conn_outcome": pd.Categorical.from_codes(a_out[row].astype(np.int8), dtype=schema.OUTCOME_DTYPE),
-        "source_bytes": pd.arrays.IntegerArray(cols_src_by[row].astype(np.int64), np.zeros(len(row), bool)),
-        "destination_bytes": pd.arrays.IntegerArray(cols_dst_by[row].astype(np.int64), np.zeros(len(row), bool)),
-        "source_packets": pd.arrays.IntegerArray(cols_src_pk[row].astype(np.int64), np.zeros(len(row), bool)),
-        "destination_packets": pd.arrays.IntegerArray(cols_dst_pk[row].astype(np.int64), np.zeros(len(row), bool)),
-        "tcp_flags": pd.arrays.IntegerArray(a_flags[row].astype(np.int32), a_proto != 6),
+        "conn_outcome": pd.Categorical.from_codes(a_out.astype(np.int8), dtype=schema.OUTCOME_DTYPE),
+        "source_bytes": pd.arrays.IntegerArray(cols_src_by.astype(np.int64), np.zeros(n_rows, bool)),
+        "destination_bytes": pd.arrays.IntegerArray(cols_dst_by.astype(np.int64), np.zeros(n_rows, bool)),
+        "source_packets": pd.arrays.IntegerArray(cols_src_pk.astype(np.int64), np.zeros(n_rows, bool)),
+        "destination_packets": pd.arrays.IntegerArray(cols_dst_pk.astype(np.int64), np.zeros(n_rows, bool)),
+        "tcp_flags": pd.arrays.IntegerArray(a_flags.astype(np.int32), a_proto != 6),
         "icmp_type": pd.arrays.IntegerArray(np.maximum(a_it, 0).astype(np.int16), icmp_mask),
         "icmp_code": pd.arrays.IntegerArray(np.maximum(a_ic, 0).astype(np.int16), icmp_mask),
         "pcap_ip_proto": a_proto.astype(np.int16),
     }
-    del is_icmp
     return schema.conform(columns, log_format="pcap")
