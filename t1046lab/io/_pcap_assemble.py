@@ -413,18 +413,27 @@ def assemble(
         )
         del prev, cur
     astart = np.flatnonzero(~cont)
-    del cont, g2_start
     report.used(int(nf_pk) + used_errors)
 
     # attempts in time order (ties: retry-group order); ``a_first`` is each one's first flow
     a_first = o2[astart]
     row = _rank_order(f_trank[a_first])
     a_first = a_first[row]
-    merged = len(astart) < nflows
+    # the other flows of merged attempts (usually few): their attempt's row
+    extra = np.flatnonzero(cont)
+    rowpos = np.empty(len(row), dtype=np.int64)
+    rowpos[row] = np.arange(len(row))
+    extra_row = rowpos[np.cumsum(~cont)[extra] - 1]
+    extra_flow = o2[extra]
+    merged = len(extra) > 0
+    del cont, g2_start, rowpos, extra
 
     def agg(ufunc, x: np.ndarray) -> np.ndarray:
-        """Per attempt, in row order: ``ufunc`` over the attempt's flows (just the flow when none merged)."""
-        return ufunc.reduceat(x[o2], astart)[row] if merged else x[a_first]
+        """Per attempt, in row order: ``ufunc`` over the attempt's flows."""
+        out = x[a_first]
+        if merged:
+            ufunc.at(out, extra_row, x[extra_flow])
+        return out
 
     a_t0 = t_first[a_first]  # flows of an attempt are in time order
     a_t1 = agg(np.maximum, t_last)
