@@ -80,20 +80,6 @@ def _address_ids(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, bool]:
     return _factorize(chi * len(ulo) + clo)[0], False
 
 
-def _unique_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values of non-negative integers below 2^32, and each value's code (one packed sort)."""
-    n = len(values)
-    bits = max(int(n - 1).bit_length(), 1)
-    packed = (values.astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
-    packed.sort()
-    v = packed >> np.uint64(bits)
-    start = np.ones(n, dtype=bool)
-    start[1:] = v[1:] != v[:-1]
-    codes = np.empty(n, dtype=np.int32)
-    codes[(packed & np.uint64((1 << bits) - 1)).astype(np.int64)] = np.cumsum(start, dtype=np.int32) - 1
-    return v[start].astype(np.int64), codes
-
-
 _OCTETS = np.array([str(i).encode() for i in range(256)], dtype="S3")
 
 
@@ -208,10 +194,22 @@ def _rank_order(rank: np.ndarray) -> np.ndarray:
 def assemble(
     P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadReport, *, timeout_ns: int
 ) -> pd.DataFrame:
-    """Connection attempts (a canonical frame, time-ordered) from decoded packets ``P`` and ICMP errors ``E``."""
-    n, m = len(P["ts"]), len(E["pkt"])
-    if n == 0:
+    """Connection attempts (a canonical frame, time-ordered) from decoded packets ``P`` and ICMP errors ``E``.
+
+    Three stages, each a function, so that each one's temporaries are freed before the next
+    (peak memory): packets to flows, flows to attempts, attempts to the frame.
+    """
+    if len(P["ts"]) == 0:
         return schema.conform({}, log_format="pcap", n=0)
+    F = _flows(P, E, report, timeout_ns)
+    A = _attempts(F, report, timeout_ns)
+    del F
+    return _frame(A)
+
+
+def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadReport, timeout_ns: int) -> dict:
+    """Packets (time-sorted here if needed) and ICMP errors into flows: a dict of per-flow arrays."""
+    n, m = len(P["ts"]), len(E["pkt"])
     # --- addresses and endpoints -----------------------------------------------------------
     ids, all_v4 = _address_ids(
         np.concatenate([P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]]),
@@ -231,7 +229,7 @@ def assemble(
             E = {**E, "pkt": inv[E["pkt"]]}
         ts = P["ts"]
     # dense rank of each packet's time: packs times into few bits for the sorts below
-    trank = np.zeros(n, dtype=np.int64)
+    trank = np.zeros(n, dtype=np.int32 if n < 2**31 else np.int64)
     np.cumsum(ts[1:] != ts[:-1], out=trank[1:])
     ep_s = sid * 65537 + P["sport"] + 1
     ep_d = did * 65537 + P["dport"] + 1
@@ -278,7 +276,7 @@ def assemble(
     fend = np.append(fstart[1:], nf_pk)
 
     first = order[fstart]
-    f_proto = P["proto"][first].astype(np.int64)
+    f_proto = P["proto"][first].astype(np.int16)
     f_flags = P["flags"][first].astype(np.int64)
     f_kind = kind[first]
     f_sport, f_dport = P["sport"][first].astype(np.int64), P["dport"][first].astype(np.int64)
@@ -308,7 +306,7 @@ def assemble(
     del resp, from_init, fl
     codes = np.bitwise_or.reduceat(code, fstart)
     del code
-    init_flags = (codes & 0xFF).astype(np.int64)
+    init_flags = (codes & 0xFF).astype(np.uint8)
     resp_nonrst = (codes & (1 << 8)) != 0
     resp_rst = (codes & (4 << 8)) != 0
     t_first = t[fstart]
@@ -321,8 +319,8 @@ def assemble(
     f_sid, f_did = sid[first], did[first]
     i_id = np.where(sender_init, f_sid, f_did)
     r_id = np.where(sender_init, f_did, f_sid)
-    i_port = np.where(sender_init, f_sport, f_dport)
-    r_port = np.where(sender_init, f_dport, f_sport)
+    i_port = np.where(sender_init, f_sport, f_dport).astype(np.int32)
+    r_port = np.where(sender_init, f_dport, f_sport).astype(np.int32)
     del ids, sid, did
 
     answered = dst_pk > 0
@@ -339,8 +337,8 @@ def assemble(
         mcast = _multicast(r_hi, r_lo)
     outcome[(outcome == _NOREP) & mcast] = _UNKNOWN
     is_query = (f_kind == KIND_QUERY) | (f_kind == KIND_REPLY)
-    icmp_t = np.where(is_query, P["itype"][first], -1).astype(np.int64)
-    icmp_c = np.where(is_query, P["icode"][first], -1).astype(np.int64)
+    icmp_t = np.where(is_query, P["itype"][first], -1).astype(np.int16)
+    icmp_c = np.where(is_query, P["icode"][first], -1).astype(np.int16)
 
     # --- ICMP errors quoting a probe ---------------------------------------------------------
     used_errors = 0
@@ -388,14 +386,42 @@ def assemble(
         outcome[mark & (outcome == _NOREP)] = _ICMP
         used_errors = int(ok.sum())
         report.skip("ICMP unreachable quoting a probe not in the capture", m - used_errors)
+    F = {
+        "nflows": nflows,
+        "used": int(nf_pk) + used_errors,
+        "all_v4": all_v4,
+        "t_first": t_first,
+        "t_last": t_last,
+        "trank": trank[first],
+        "proto": f_proto,
+        "i_id": i_id,
+        "r_id": r_id,
+        "i_port": i_port,
+        "r_port": r_port,
+        "outcome": outcome,
+        "src_pk": src_pk,
+        "dst_pk": dst_pk,
+        "src_by": src_by,
+        "dst_by": dst_by,
+        "init_flags": init_flags,
+        "icmp_t": icmp_t,
+        "icmp_c": icmp_c,
+    }
+    if not all_v4:
+        F.update(i_hi=i_hi, i_lo=i_lo, r_hi=r_hi, r_lo=r_lo)
+    return F
 
-    # --- probe retries into attempts ----------------------------------------------------------
+
+def _attempts(F: dict, report: ReadReport, timeout_ns: int) -> dict:
+    """Flows into attempts (probe retries merged): a dict of per-attempt arrays in time order."""
+    nflows, outcome, f_proto, t_first, t_last = F["nflows"], F["outcome"], F["proto"], F["t_first"], F["t_last"]
+    i_id, r_id = F["i_id"], F["r_id"]
     probe = np.isin(outcome, (_EST, _REJ, _NOREP, _ICMP)) & np.isin(f_proto, (1, 6, 17, 58))
-    merge_port = np.where((f_proto == 6) | (f_proto == 17), r_port, -1)
+    merge_port = np.where((f_proto == 6) | (f_proto == 17), F["r_port"], -1)
     i_mp = i_id * 65537 + merge_port + 1
     g2 = _mix(i_mp, r_id, f_proto)
     # flows by (retry group, first time, flow index): rank flows by (time, index) first
-    f_trank = trank[first]
+    f_trank = F["trank"]
     by_time = _rank_order(f_trank)
     fbits = max(int(nflows - 1).bit_length(), 1)
     o2t, g2_start = _sorted_groups(g2[by_time], np.arange(nflows), fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
@@ -413,7 +439,7 @@ def assemble(
         )
         del prev, cur
     astart = np.flatnonzero(~cont)
-    report.used(int(nf_pk) + used_errors)
+    report.used(F["used"])
 
     # attempts in time order (ties: retry-group order); ``a_first`` is each one's first flow
     a_first = o2[astart]
@@ -444,42 +470,64 @@ def assemble(
         a_out = np.where(a_out_p > 0, inv[a_out_p], outcome[a_first])
     else:
         a_out = outcome[a_first]
-    a_flags = agg(np.bitwise_or, init_flags)
-    a_it = agg(np.maximum, icmp_t)
-    a_ic = agg(np.maximum, np.where(icmp_t >= 0, icmp_c, -1))
-    cols_src_pk, cols_dst_pk = agg(np.add, src_pk), agg(np.add, dst_pk)
-    cols_src_by, cols_dst_by = agg(np.add, src_by), agg(np.add, dst_by)
-    a_proto = f_proto[a_first]
-
-    # --- the canonical frame ------------------------------------------------------------------
-    if all_v4:
-        both = _ipv4_text(np.concatenate([i_id[a_first], r_id[a_first]]))
+    icmp_t = F["icmp_t"]
+    A = {
+        "t0": a_t0,
+        "t1": a_t1,
+        "outcome": a_out,
+        "flags": agg(np.bitwise_or, F["init_flags"]),
+        "icmp_t": agg(np.maximum, icmp_t),
+        "icmp_c": agg(np.maximum, np.where(icmp_t >= 0, F["icmp_c"], -1).astype(icmp_t.dtype)),
+        "src_pk": agg(np.add, F["src_pk"]),
+        "dst_pk": agg(np.add, F["dst_pk"]),
+        "src_by": agg(np.add, F["src_by"]),
+        "dst_by": agg(np.add, F["dst_by"]),
+        "proto": f_proto[a_first],
+        "i_port": F["i_port"][a_first],
+        "r_port": F["r_port"][a_first],
+        "all_v4": F["all_v4"],
+    }
+    if F["all_v4"]:
+        A.update(i_id=i_id[a_first], r_id=r_id[a_first])
     else:
-        both = _address_text(np.concatenate([i_hi[a_first], r_hi[a_first]]), np.concatenate([i_lo[a_first], r_lo[a_first]]))
-    n_rows = len(a_first)
+        A.update({k: F[k][a_first] for k in ("i_hi", "i_lo", "r_hi", "r_lo")})
+    return A
+
+
+
+def _frame(A: dict) -> pd.DataFrame:
+    """The canonical frame of the attempts ``A``."""
+    a_proto = A["proto"]
+    if A["all_v4"]:
+        both = _ipv4_text(np.concatenate([A["i_id"], A["r_id"]]))
+    else:
+        both = _address_text(np.concatenate([A["i_hi"], A["r_hi"]]), np.concatenate([A["i_lo"], A["r_lo"]]))
+    n_rows = len(a_proto)
     transport = np.select(
         [a_proto == 6, a_proto == 17, a_proto == 1, a_proto == 58],
         [_TRANSPORTS.index("tcp"), _TRANSPORTS.index("udp"), _TRANSPORTS.index("icmp"), _TRANSPORTS.index("icmpv6")],
         _TRANSPORTS.index("other"),
     ).astype(np.int8)
     has_ports = (a_proto == 6) | (a_proto == 17)
-    icmp_mask = a_it < 0
+    icmp_mask = A["icmp_t"] < 0
+    valid = np.zeros(n_rows, bool)
     columns = {
-        "event_start": pd.to_datetime(a_t0, unit="ns", utc=True),
-        "event_duration_s": (a_t1 - a_t0) / 1e9,
+        "event_start": pd.to_datetime(A["t0"], unit="ns", utc=True),
+        "event_duration_s": (A["t1"] - A["t0"]) / 1e9,
         "source_ip": both[:n_rows],
-        "source_port": pd.arrays.IntegerArray(i_port[a_first].astype(np.int32), ~has_ports),
+        "source_port": pd.arrays.IntegerArray(A["i_port"].astype(np.int32), ~has_ports),
         "destination_ip": both[n_rows:],
-        "destination_port": pd.arrays.IntegerArray(r_port[a_first].astype(np.int32), ~has_ports),
+        "destination_port": pd.arrays.IntegerArray(A["r_port"].astype(np.int32), ~has_ports),
         "network_transport": pd.Categorical.from_codes(transport, dtype=schema.TRANSPORT_DTYPE),
-        "conn_outcome": pd.Categorical.from_codes(a_out.astype(np.int8), dtype=schema.OUTCOME_DTYPE),
-        "source_bytes": pd.arrays.IntegerArray(cols_src_by.astype(np.int64), np.zeros(n_rows, bool)),
-        "destination_bytes": pd.arrays.IntegerArray(cols_dst_by.astype(np.int64), np.zeros(n_rows, bool)),
-        "source_packets": pd.arrays.IntegerArray(cols_src_pk.astype(np.int64), np.zeros(n_rows, bool)),
-        "destination_packets": pd.arrays.IntegerArray(cols_dst_pk.astype(np.int64), np.zeros(n_rows, bool)),
-        "tcp_flags": pd.arrays.IntegerArray(a_flags.astype(np.int32), a_proto != 6),
-        "icmp_type": pd.arrays.IntegerArray(np.maximum(a_it, 0).astype(np.int16), icmp_mask),
-        "icmp_code": pd.arrays.IntegerArray(np.maximum(a_ic, 0).astype(np.int16), icmp_mask),
+        "conn_outcome": pd.Categorical.from_codes(A["outcome"].astype(np.int8), dtype=schema.OUTCOME_DTYPE),
+        "source_bytes": pd.arrays.IntegerArray(A["src_by"].astype(np.int64), valid),
+        "destination_bytes": pd.arrays.IntegerArray(A["dst_by"].astype(np.int64), valid.copy()),
+        "source_packets": pd.arrays.IntegerArray(A["src_pk"].astype(np.int64), valid.copy()),
+        "destination_packets": pd.arrays.IntegerArray(A["dst_pk"].astype(np.int64), valid.copy()),
+        "tcp_flags": pd.arrays.IntegerArray(A["flags"].astype(np.int32), a_proto != 6),
+        "icmp_type": pd.arrays.IntegerArray(np.maximum(A["icmp_t"], 0).astype(np.int16), icmp_mask),
+        "icmp_code": pd.arrays.IntegerArray(np.maximum(A["icmp_c"], 0).astype(np.int16), icmp_mask.copy()),
         "pcap_ip_proto": a_proto.astype(np.int16),
     }
+    del A
     return schema.conform(columns, log_format="pcap")
