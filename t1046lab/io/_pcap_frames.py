@@ -225,20 +225,24 @@ class _Window:
         if pos > self.base:
             self.data = self.data[pos - self.base :]
             self.base = pos
-        parts = [self.data]
         have = len(self.data)
-        while have < size and not self.eof:
-            try:
-                block = self.fh.read(max(size - have, 1 << 20))
-            except (EOFError, OSError):  # a truncated gzip stream ends the data
-                block = b""
-            if not block:
-                self.eof = True
-                break
-            parts.append(block)
-            have += len(block)
-        if len(parts) > 1:
-            self.data = b"".join(parts)
+        if have < size and not self.eof:
+            # read straight into one new buffer (no join of the blocks: one copy less per window)
+            buf = bytearray(max(size, have + (1 << 20)))
+            buf[:have] = self.data
+            view = memoryview(buf)
+            while have < size and not self.eof:
+                try:
+                    got = self.fh.readinto(view[have:])
+                except (EOFError, OSError):  # a truncated gzip stream ends the data
+                    got = 0
+                if not got:
+                    self.eof = True
+                    break
+                have += got
+            view.release()
+            del buf[have:]
+            self.data = buf
         return np.frombuffer(self.data, dtype=np.uint8), self.base
 
 
