@@ -56,7 +56,7 @@ def _capture(random_state: int, n_events: int = 500, *, shuffle: bool = False) -
         dport = int(rng.choice([22, 23, 53, 80, 161, 443]))
         what = int(rng.integers(0, 9))
 
-        def put(dt: float, pkt: bytes) -> None:
+        def put(dt: float, pkt: bytes, t: int = t) -> None:
             out.append((t + int(dt * S), pw.ether(pkt)))
 
         if what == 0:  # SYN and kernel or scanner retries (maybe from the next source port)

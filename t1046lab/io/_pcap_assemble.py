@@ -71,13 +71,16 @@ def _mix(*parts: np.ndarray) -> np.ndarray:
     return h * _M2
 
 
-def _address_ids(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Exact integer ids below 2^32 for 128-bit addresses, and whether they are the IPv4 addresses themselves."""
-    if not hi.any() and ((lo >> np.uint64(32)) == np.uint64(0xFFFF)).all():
-        return (lo & np.uint64(0xFFFFFFFF)).astype(np.int64), True
+def _address_ids(his: list[np.ndarray], los: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+    """Exact integer ids below 2^32 for 128-bit addresses (given in parts), and whether they are the IPv4 addresses."""
+    v4_mapped = np.uint64(0xFFFF)
+    if not any(h.any() for h in his) and all(((lo >> np.uint64(32)) == v4_mapped).all() for lo in los):
+        return [(lo & np.uint64(0xFFFFFFFF)).astype(np.int64) for lo in los], True
+    sizes = np.cumsum([len(x) for x in los])[:-1]
+    lo, hi = np.concatenate(los), np.concatenate(his)
     clo, ulo = _factorize(lo)
     chi, _ = _factorize(hi)
-    return _factorize(chi * len(ulo) + clo)[0], False
+    return np.split(_factorize(chi * len(ulo) + clo)[0], sizes), False
 
 
 _OCTETS = np.array([str(i).encode() for i in range(256)], dtype="S3")
@@ -202,6 +205,7 @@ def assemble(
     if len(P["ts"]) == 0:
         return schema.conform({}, log_format="pcap", n=0)
     F = _flows(P, E, report, timeout_ns)
+    del P, E  # the packets are no longer needed (freed here when the caller passed them without keeping them)
     A = _attempts(F, report, timeout_ns)
     del F
     return _frame(A)
@@ -211,11 +215,10 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     """Packets (time-sorted here if needed) and ICMP errors into flows: a dict of per-flow arrays."""
     n, m = len(P["ts"]), len(E["pkt"])
     # --- addresses and endpoints -----------------------------------------------------------
-    ids, all_v4 = _address_ids(
-        np.concatenate([P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]]),
-        np.concatenate([P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]]),
+    (sid, did, qsid, qdid), all_v4 = _address_ids(
+        [P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]],
+        [P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]],
     )
-    sid, did, qsid, qdid = ids[:n], ids[n : 2 * n], ids[2 * n : 2 * n + m], ids[2 * n + m :]
     # ids first: with IPv6 they are numbered in capture order
     ts = P["ts"]
     if not np.all(ts[1:] >= ts[:-1]):
@@ -321,7 +324,7 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     r_id = np.where(sender_init, f_did, f_sid)
     i_port = np.where(sender_init, f_sport, f_dport).astype(np.int32)
     r_port = np.where(sender_init, f_dport, f_sport).astype(np.int32)
-    del ids, sid, did
+    del sid, did
 
     answered = dst_pk > 0
     tcp_out = np.where(resp_nonrst, _EST, np.where(resp_rst, _REJ, _NOREP))

@@ -123,15 +123,21 @@ def read_pcap(
             count += len(p["ts"])
             packets.append(p)
             errors.append(e)
-    P = _concat(packets, PACKET_FIELDS)
-    E = _concat(errors, ERROR_FIELDS)
-    del packets, errors
-    conns = assemble(P, E, report, timeout_ns=int(attempt_timeout * 1e9))
+    # handed over without keeping a reference, so that assembly can free the packets early
+    conns = assemble(_drain(packets, PACKET_FIELDS), _drain(errors, ERROR_FIELDS), report,
+                     timeout_ns=int(attempt_timeout * 1e9))
     if len(conns) <= chunksize:
         yield conns
         return
     for lo in range(0, len(conns), chunksize):
         yield conns.iloc[lo : lo + chunksize].reset_index(drop=True)
+
+
+def _drain(parts: list[dict[str, np.ndarray]], fields: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The parts concatenated; the list is emptied so that it no longer holds them."""
+    out = _concat(parts, fields)
+    parts.clear()
+    return out
 
 
 def _concat(parts: list[dict[str, np.ndarray]], fields: dict[str, Any]) -> dict[str, np.ndarray]:
