@@ -166,3 +166,19 @@ def test_hash_collisions_do_not_change_the_attempts(tmp_path, monkeypatch):
     b = ref.sort_values(cols, kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     assert new["event_start"].is_monotonic_increasing
+
+
+def test_header_records_equal_field_reads():
+    """Decoding gathers whole headers at once; each field must equal its own read, also past the buffer end."""
+    from t1046lab.io._pcap_decode import _IPV4, _PORTS_FLAGS, _Bytes
+
+    rng = np.random.default_rng(0)
+    for size in (0, 5, 19, 20, 300):
+        B = _Bytes(rng.integers(0, 256, size).astype(np.uint8))
+        pos = np.arange(size + 25, dtype=np.int64)
+        for dtype in (_IPV4, _PORTS_FLAGS):
+            rec = B.record(dtype, pos)
+            for name in dtype.names:
+                ftype, off = dtype.fields[name][:2]
+                want = B.u8(pos + off) if ftype.itemsize == 1 else B.be(ftype.itemsize, pos + off)
+                np.testing.assert_array_equal(rec[name], want, err_msg=f"{size} {name}")

@@ -47,6 +47,10 @@ ERROR_FIELDS = {
 }
 
 _V4_MAPPED = np.uint64(0xFFFF << 32)
+_IPV4 = np.dtype([("vihl", "u1"), ("tos", "u1"), ("len", ">u2"), ("id", ">u2"), ("frag", ">u2"), ("ttl", "u1"),
+                  ("proto", "u1"), ("csum", ">u2"), ("src", ">u4"), ("dst", ">u4")])
+_PORTS_FLAGS = np.dtype([("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("off", "u1"),
+                         ("flags", "u1")])
 _ETHERTYPE_NAMES = {
     0x0806: "ARP",
     0x8035: "RARP",
@@ -109,6 +113,26 @@ class _Bytes:
     def be(self, size: int, pos: np.ndarray) -> np.ndarray:
         v = self.v[size]
         return v[np.clip(pos, 0, len(v) - 1)]
+
+    def record(self, dtype: np.dtype, pos: np.ndarray) -> np.ndarray:
+        """Fixed-layout headers at ``pos``, gathered at once (one gather instead of one per field).
+
+        Each field has the value :meth:`u8` / :meth:`be` would give, also for headers running
+        past the end of the buffer.
+        """
+        size = dtype.itemsize
+        if self.n >= size:
+            view = np.ndarray((self.n - size + 1,), dtype=f"V{size}", buffer=self.b, offset=0, strides=(1,))
+            out = view[np.clip(pos, 0, self.n - size)].view(dtype)
+            late = np.flatnonzero((pos > self.n - size) | (pos < 0))
+        else:
+            out = np.zeros(len(pos), dtype=dtype)
+            late = np.arange(len(pos))
+        for name in dtype.names if len(late) else ():
+            ftype, off = dtype.fields[name][:2]
+            p = pos[late] + off
+            out[name][late] = self.u8(p) if ftype.itemsize == 1 else self.be(ftype.itemsize, p)
+        return out
 
 
 def _where(mask: np.ndarray, new: np.ndarray, old: np.ndarray) -> np.ndarray:
@@ -199,16 +223,18 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
     nbytes = np.zeros(n, dtype=np.int64)
     if v4.any():
         fail(v4 & (l3 + 20 > end), -2)
-        b0 = B.u8(l3).astype(np.int64)
+        h4 = B.record(_IPV4, l3)
+        b0 = h4["vihl"].astype(np.int64)
         ihl = (b0 & 15) * 4
-        tot = B.be(2, l3 + 2).astype(np.int64)
+        tot = h4["len"].astype(np.int64)
         tot = np.where(tot == 0, fr.origlen - (l3 - start), tot)  # TSO: total length left zero
         fail(v4 & (((b0 >> 4) != 4) | (ihl < 20) | (tot < ihl) | (l3 + ihl > end)), -3)
-        frag = B.be(2, l3 + 6).astype(np.int64)
+        frag = h4["frag"].astype(np.int64)
         fail(v4 & ((frag & 0x1FFF) != 0), 2)
-        proto = _where(v4, B.u8(l3 + 9), proto)
-        src_lo = _where(v4, B.be(4, l3 + 12).astype(np.uint64) | _V4_MAPPED, src_lo)
-        dst_lo = _where(v4, B.be(4, l3 + 16).astype(np.uint64) | _V4_MAPPED, dst_lo)
+        proto = _where(v4, h4["proto"], proto)
+        src_lo = _where(v4, h4["src"].astype(np.uint64) | _V4_MAPPED, src_lo)
+        dst_lo = _where(v4, h4["dst"].astype(np.uint64) | _V4_MAPPED, dst_lo)
+        del h4
         l4 = _where(v4, l3 + ihl, l4)
         nbytes = _where(v4, tot, nbytes)
     if v6.any():
@@ -251,9 +277,11 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
     fail(tcp & (l4 + 14 > end), -7)
     fail(udp & (l4 + 4 > end), -8)
     ports = (tcp | udp) & (status == 0)
-    sport = _where(ports, B.be(2, l4).astype(np.int64), sport)
-    dport = _where(ports, B.be(2, l4 + 2).astype(np.int64), dport)
-    flags = _where(tcp, B.u8(l4 + 13), flags)
+    h4 = B.record(_PORTS_FLAGS, l4)
+    sport = _where(ports, h4["sport"].astype(np.int64), sport)
+    dport = _where(ports, h4["dport"].astype(np.int64), dport)
+    flags = _where(tcp, h4["flags"], flags)
+    del h4
     icmp4 = ip & (proto == 1) & v4
     icmp6 = ip & (proto == 58) & v6
     icmp = icmp4 | icmp6
