@@ -71,13 +71,37 @@ def _mix(*parts: np.ndarray) -> np.ndarray:
     return h * _M2
 
 
-def _address_ids(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Exact integer ids below 2^32 for 128-bit addresses (the IPv4 address itself when all are IPv4)."""
-    if not hi.any() and ((lo >> np.uint64(32)) == np.uint64(0xFFFF)).all():
-        return (lo & np.uint64(0xFFFFFFFF)).astype(np.int64)
+def _address_ids(his: list[np.ndarray], los: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+    """Exact integer ids below 2^32 for 128-bit addresses (given in parts), and whether they are the IPv4 addresses."""
+    v4_mapped = np.uint64(0xFFFF)
+    if not any(h.any() for h in his) and all(((lo >> np.uint64(32)) == v4_mapped).all() for lo in los):
+        return [(lo & np.uint64(0xFFFFFFFF)).astype(np.int64) for lo in los], True
+    sizes = np.cumsum([len(x) for x in los])[:-1]
+    lo, hi = np.concatenate(los), np.concatenate(his)
     clo, ulo = _factorize(lo)
     chi, _ = _factorize(hi)
-    return _factorize(chi * len(ulo) + clo)[0]
+    return np.split(_factorize(chi * len(ulo) + clo)[0], sizes), False
+
+
+_OCTETS = np.array([str(i).encode() for i in range(256)], dtype="S3")
+
+
+def _ipv4_text(addr: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """IPv4 addresses (integers) as a string array: each distinct address is formatted once."""
+    codes, uniq = pd.factorize(addr.astype(np.uint32), sort=False)  # a uint32 hash table is fast
+    uniq = np.asarray(uniq).astype(np.int64)
+    strings = getattr(np, "strings", np.char)  # numpy >= 2: ufuncs
+    text = _OCTETS[(uniq >> 24) & 255]
+    for shift in (16, 8, 0):
+        text = strings.add(strings.add(text, b"."), _OCTETS[(uniq >> shift) & 255])
+    if getattr(schema.STRING_DTYPE, "storage", None) == "pyarrow":
+        import pyarrow as pa
+
+        # a dictionary-encoded array decoded by Arrow: much faster than a take on the strings
+        dictionary = pa.array(text, type=pa.binary()).cast(pa.large_string())
+        decoded = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary).cast(pa.large_string())
+        return pd.array(decoded, dtype=schema.STRING_DTYPE)
+    return pd.array(text.astype(str).astype(object), dtype=schema.STRING_DTYPE).take(codes)
 
 
 def _address_text(hi: np.ndarray, lo: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -114,75 +138,148 @@ def _multicast(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return v4m | v6m
 
 
+def _sorted_groups(
+    hkey: np.ndarray, payload: np.ndarray, bits: int, exact: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``payload`` ordered by (hash ``hkey[payload]``, ``payload``), and where a new exact group starts.
+
+    One ``np.sort`` of a packed 64-bit key (the hash's top ``64 - bits`` bits, then
+    ``payload``, a unique rank below ``2**bits``) replaces a lexsort; it is much faster.
+    Where two different exact keys share the truncated hash (about n²/2^(65 - bits)), the few
+    positions of those hash runs are reordered by (full hash, exact key, payload), so every
+    exact group is contiguous and in ``payload`` order, as a lexsort would leave it.
+    ``hkey`` and the ``exact`` arrays are indexed by the ``payload`` values.
+    Returns ``(payload values in order, group-start flags)``.
+    """
+    mask = np.uint64((1 << bits) - 1)
+    packed = (hkey[payload] & ~mask) | payload.astype(np.uint64)
+    packed.sort()
+    pos = (packed & mask).astype(np.int64)
+    n = len(pos)
+    start = np.ones(n, dtype=bool)
+    if n < 2:
+        return pos, start
+    same_hash = (packed[1:] >> np.uint64(bits)) == (packed[:-1] >> np.uint64(bits))
+    del packed
+    diff = np.zeros(n - 1, dtype=bool)
+    for x in exact:
+        xs = x[pos]
+        diff |= xs[1:] != xs[:-1]
+    collide = same_hash & diff
+    if collide.any():
+        run = np.cumsum(np.concatenate([[True], ~same_hash]))  # hash-run number of each position
+        bad = np.isin(run, run[1:][collide])
+        sel = np.flatnonzero(bad)
+        p = pos[sel]
+        keys = [p] + [x[p] for x in exact][::-1] + [hkey[p]]
+        pos[sel] = p[np.lexsort(keys)]
+        diff = np.zeros(n - 1, dtype=bool)
+        for x in exact:
+            xs = x[pos]
+            diff |= xs[1:] != xs[:-1]
+        same_hash &= ~diff | ~bad[1:]
+        # inside repaired runs the full hash decides too
+        hs = hkey[pos]
+        same_hash &= hs[1:] == hs[:-1]
+    start[1:] = ~same_hash | diff
+    return pos, start
+
+
+def _rank_order(rank: np.ndarray) -> np.ndarray:
+    """``np.argsort(rank, kind="stable")`` for non-negative integer ranks, via one packed sort."""
+    n = len(rank)
+    bits = max(int(n - 1).bit_length(), 1)
+    packed = (rank.astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
+    packed.sort()
+    return (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+
+
 def assemble(
     P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadReport, *, timeout_ns: int
 ) -> pd.DataFrame:
-    """Connection attempts (a canonical frame, time-ordered) from decoded packets ``P`` and ICMP errors ``E``."""
-    n, m = len(P["ts"]), len(E["pkt"])
-    if n == 0:
+    """Connection attempts (a canonical frame, time-ordered) from decoded packets ``P`` and ICMP errors ``E``.
+
+    Three stages, each a function, so that each one's temporaries are freed before the next
+    (peak memory): packets to flows, flows to attempts, attempts to the frame.
+    """
+    if len(P["ts"]) == 0:
         return schema.conform({}, log_format="pcap", n=0)
+    F = _flows(P, E, report, timeout_ns)
+    del P, E  # the packets are no longer needed (freed here when the caller passed them without keeping them)
+    A = _attempts(F, report, timeout_ns)
+    del F
+    return _frame(A)
+
+
+def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadReport, timeout_ns: int) -> dict:
+    """Packets (time-sorted here if needed) and ICMP errors into flows: a dict of per-flow arrays."""
+    n, m = len(P["ts"]), len(E["pkt"])
     # --- addresses and endpoints -----------------------------------------------------------
-    ids = _address_ids(
-        np.concatenate([P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]]),
-        np.concatenate([P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]]),
+    (sid, did, qsid, qdid), all_v4 = _address_ids(
+        [P["src_hi"], P["dst_hi"], E["q_src_hi"], E["q_dst_hi"]],
+        [P["src_lo"], P["dst_lo"], E["q_src_lo"], E["q_dst_lo"]],
     )
-    sid, did, qsid, qdid = ids[:n], ids[n : 2 * n], ids[2 * n : 2 * n + m], ids[2 * n + m :]
-    ep_s = np.concatenate([sid * 65537 + P["sport"] + 1, qsid * 65537 + E["q_sport"] + 1])
-    ep_d = np.concatenate([did * 65537 + P["dport"] + 1, qdid * 65537 + E["q_dport"] + 1])
-    lo_ep_all, hi_ep_all = np.minimum(ep_s, ep_d), np.maximum(ep_s, ep_d)
-    proto_all = np.concatenate([P["proto"], E["q_proto"]]).astype(np.int64)
-    key_all = _mix(lo_ep_all, hi_ep_all, proto_all)
-    key, ekey = key_all[:n], key_all[n:]
-    lo_ep, hi_ep = lo_ep_all[:n], hi_ep_all[:n]
-    e_lo, e_hi = lo_ep_all[n:].copy(), hi_ep_all[n:].copy()
-    a_sends = ep_s[:n] <= ep_d[:n]
-    del ids, ep_s, ep_d, proto_all  # memory: packet-sized temporaries go as soon as they are used
+    # ids first: with IPv6 they are numbered in capture order
+    ts = P["ts"]
+    if not np.all(ts[1:] >= ts[:-1]):
+        # put packets in time order (stable) once; everything below relies on it
+        perm = np.argsort(ts, kind="stable")
+        P = {k: v[perm] for k, v in P.items()}
+        sid, did = sid[perm], did[perm]
+        if m:
+            inv = np.empty(n, dtype=np.int64)
+            inv[perm] = np.arange(n)
+            E = {**E, "pkt": inv[E["pkt"]]}
+        ts = P["ts"]
+    # dense rank of each packet's time: packs times into few bits for the sorts below
+    trank = np.zeros(n, dtype=np.int32 if n < 2**31 else np.int64)
+    np.cumsum(ts[1:] != ts[:-1], out=trank[1:])
+    ep_s = sid * 65537 + P["sport"] + 1
+    ep_d = did * 65537 + P["dport"] + 1
+    a_sends = ep_s <= ep_d
+    lo_ep = np.where(a_sends, ep_s, ep_d)
+    hi_ep = np.where(a_sends, ep_d, ep_s)
+    del ep_s, ep_d
+    key = _mix(lo_ep, hi_ep, P["proto"])
+    if m:
+        eps, epd = qsid * 65537 + E["q_sport"] + 1, qdid * 65537 + E["q_dport"] + 1
+        e_lo, e_hi = np.minimum(eps, epd), np.maximum(eps, epd)
+        ekey = _mix(e_lo, e_hi, E["q_proto"])
 
     # --- flows --------------------------------------------------------------------------------
     kind = P["kind"]
-    in_flow = kind != KIND_UNREACH
-    fp = np.flatnonzero(in_flow)
-    ts = P["ts"]
-    if len(fp) and np.all(ts[fp][1:] >= ts[fp][:-1]):
-        order = fp[np.argsort(key[fp], kind="stable")]
-    else:
-        order = fp[np.lexsort((ts[fp], key[fp]))]
-    k = key[order]
-    t = ts[order]
-    k_lo, k_hi = lo_ep[order], hi_ep[order]
-    fl = P["flags"][order].astype(np.int64)
-    pr = P["proto"][order].astype(np.int64)
+    bits = max(int(n - 1).bit_length(), 1)
+    fp = np.flatnonzero(kind != KIND_UNREACH)
+    order, new_group = _sorted_groups(key, fp, bits, (lo_ep, hi_ep, P["proto"]))
     nf_pk = len(order)
-    new_group = np.ones(nf_pk, dtype=bool)
-    new_group[1:] = (k[1:] != k[:-1]) | (k_lo[1:] != k_lo[:-1]) | (k_hi[1:] != k_hi[:-1])
-    gap = np.zeros(nf_pk, dtype=np.int64)
-    gap[1:] = t[1:] - t[:-1]
-    is_tcp = pr == 6
+    t = ts[order]
+    fl = P["flags"][order]
+    is_tcp = P["proto"][order] == 6
     pure_syn = is_tcp & ((fl & 0x12) == 0x02)
-    rf = (is_tcp & ((fl & 0x05) != 0)).astype(np.int64)
-    crf = np.cumsum(rf)
-    del rf
-    pos = np.arange(nf_pk)
-    anchor = np.maximum.accumulate(np.where(pure_syn | new_group, pos, 0))
-    prev_anchor = np.zeros(nf_pk, dtype=np.int64)
-    prev_anchor[1:] = anchor[:-1]
-    before = np.where(prev_anchor > 0, crf[np.maximum(prev_anchor - 1, 0)], 0)
-    prev_c = np.zeros(nf_pk, dtype=np.int64)
-    prev_c[1:] = crf[:-1]
-    closed = (prev_c - before) > 0
-    del crf, pos, anchor, prev_anchor, before, prev_c
-    # TCP: a new SYN after a close or a pause; any packet after a long silence (as Zeek's
-    # 5-minute TCP inactivity timeout); other protocols: a pause
-    new_flow = new_group | np.where(
-        is_tcp, (pure_syn & (closed | (gap > timeout_ns))) | (gap > _TCP_IDLE_FACTOR * timeout_ns), gap > timeout_ns
-    )
+    # a pure SYN starts a new TCP flow when a RST or FIN was seen since the previous SYN (or
+    # the group start): count them between consecutive anchors with a prefix sum
+    anchors = np.flatnonzero(pure_syn | new_group)
+    crf = np.zeros(nf_pk + 1, dtype=np.int32)
+    np.cumsum(is_tcp & ((fl & 0x05) != 0), out=crf[1:])
+    closed = np.zeros(len(anchors), dtype=bool)
+    closed[1:] = crf[anchors[1:]] > crf[anchors[:-1]]
+    del crf
+    new_flow = new_group
+    new_flow[anchors[closed & pure_syn[anchors]]] = True
+    # TCP: a new SYN after a pause; any packet after a long silence (as Zeek's 5-minute
+    # TCP inactivity timeout); other protocols: a pause
+    gap_at = np.flatnonzero(t[1:] - t[:-1] > timeout_ns) + 1
+    g_tcp = is_tcp[gap_at]
+    long_gap = t[gap_at] - t[gap_at - 1] > _TCP_IDLE_FACTOR * timeout_ns
+    new_flow[gap_at[~g_tcp | pure_syn[gap_at] | long_gap]] = True
+    del pure_syn, anchors, closed, is_tcp
     fstart = np.flatnonzero(new_flow)
+    del new_flow, new_group
     nflows = len(fstart)
-    flow_of = np.cumsum(new_flow) - 1
-    del new_group, gap, pure_syn, closed, new_flow, is_tcp, pr
+    fend = np.append(fstart[1:], nf_pk)
 
     first = order[fstart]
-    f_proto = P["proto"][first].astype(np.int64)
+    f_proto = P["proto"][first].astype(np.int16)
     f_flags = P["flags"][first].astype(np.int64)
     f_kind = kind[first]
     f_sport, f_dport = P["sport"][first].astype(np.int64), P["dport"][first].astype(np.int64)
@@ -196,60 +293,90 @@ def assemble(
     swap = mid & (f_sport < 1024) & (f_dport >= 1024)
     sender_init[swap] = False
     init_is_a = np.where(sender_init, a_sends[first], ~a_sends[first])
-    from_init = a_sends[order] == init_is_a[flow_of]
+    from_init = a_sends[order] == np.repeat(init_is_a, fend - fstart)
+    del a_sends
 
     nb = P["nbytes"][order]
-    src_pk = np.add.reduceat(from_init.astype(np.int64), fstart)
-    tot_pk = np.diff(np.append(fstart, nf_pk))
-    dst_pk = tot_pk - src_pk
-    src_by = np.add.reduceat(np.where(from_init, nb, 0), fstart)
-    dst_by = np.add.reduceat(np.where(from_init, 0, nb), fstart)
-    init_flags = np.bitwise_or.reduceat(np.where(from_init, fl, 0), fstart)
-    resp_flags = np.bitwise_or.reduceat(np.where(from_init, 0, fl), fstart)
-    resp_nonrst = np.add.reduceat((~from_init & ((fl & 0x04) == 0)).astype(np.int64), fstart) > 0
+    src_pk = np.add.reduceat(from_init.view(np.uint8), fstart, dtype=np.int64)
+    dst_pk = (fend - fstart) - src_pk
+    tot_by = np.add.reduceat(nb, fstart, dtype=np.int64)
+    src_by = np.add.reduceat(np.where(from_init, nb, 0), fstart, dtype=np.int64)
+    dst_by = tot_by - src_by
+    del nb, tot_by
+    # initiator flags in the low byte; the responder's packets in the high byte: 1 = not a RST, 4 = a RST
+    resp = np.where((fl & 0x04) != 0, np.uint16(4 << 8), np.uint16(1 << 8))
+    code = np.where(from_init, fl.astype(np.uint16), resp)
+    del resp, from_init, fl
+    codes = np.bitwise_or.reduceat(code, fstart)
+    del code
+    init_flags = (codes & 0xFF).astype(np.uint8)
+    resp_nonrst = (codes & (1 << 8)) != 0
+    resp_rst = (codes & (4 << 8)) != 0
     t_first = t[fstart]
-    t_last = t[np.append(fstart[1:], nf_pk) - 1]
-    fkey, f_lo, f_hi = k[fstart], k_lo[fstart], k_hi[fstart]
-    del flow_of, from_init, nb, fl, t, k, k_lo, k_hi, key_all, lo_ep_all, hi_ep_all, key, lo_ep, hi_ep, a_sends
+    t_last = t[fend - 1]
+    if m:
+        fkey, f_lo, f_hi = key[first], lo_ep[first], hi_ep[first]
+    del t, key, lo_ep, hi_ep
 
     # endpoints of the initiator and responder
     f_sid, f_did = sid[first], did[first]
     i_id = np.where(sender_init, f_sid, f_did)
     r_id = np.where(sender_init, f_did, f_sid)
-    i_port = np.where(sender_init, f_sport, f_dport)
-    r_port = np.where(sender_init, f_dport, f_sport)
+    i_port = np.where(sender_init, f_sport, f_dport).astype(np.int32)
+    r_port = np.where(sender_init, f_dport, f_sport).astype(np.int32)
+    del sid, did
 
-    outcome = np.full(nflows, _NOREP, dtype=np.int8)
     answered = dst_pk > 0
-    tcp_out = np.where(resp_nonrst, _EST, np.where((resp_flags & 0x04) != 0, _REJ, _NOREP))
+    tcp_out = np.where(resp_nonrst, _EST, np.where(resp_rst, _REJ, _NOREP))
     outcome = np.where(f_tcp, np.where(first_syn, tcp_out, _PARTIAL), np.where(answered, _EST, _NOREP))
     outcome = np.where(f_kind == KIND_REPLY, _PARTIAL, outcome).astype(np.int8)
-    r_hi = np.where(sender_init, P["dst_hi"][first], P["src_hi"][first])
-    r_lo = np.where(sender_init, P["dst_lo"][first], P["src_lo"][first])
-    i_hi = np.where(sender_init, P["src_hi"][first], P["dst_hi"][first])
-    i_lo = np.where(sender_init, P["src_lo"][first], P["dst_lo"][first])
-    mcast = _multicast(r_hi, r_lo)
+    if all_v4:  # the ids are the addresses
+        mcast = ((r_id >> 28) == 0xE) | (r_id == 0xFFFFFFFF)
+    else:
+        r_hi = np.where(sender_init, P["dst_hi"][first], P["src_hi"][first])
+        r_lo = np.where(sender_init, P["dst_lo"][first], P["src_lo"][first])
+        i_hi = np.where(sender_init, P["src_hi"][first], P["dst_hi"][first])
+        i_lo = np.where(sender_init, P["src_lo"][first], P["dst_lo"][first])
+        mcast = _multicast(r_hi, r_lo)
     outcome[(outcome == _NOREP) & mcast] = _UNKNOWN
-    icmp_t = np.where(np.isin(f_kind, (KIND_QUERY, KIND_REPLY)), P["itype"][first], -1).astype(np.int64)
-    icmp_c = np.where(np.isin(f_kind, (KIND_QUERY, KIND_REPLY)), P["icode"][first], -1).astype(np.int64)
+    is_query = (f_kind == KIND_QUERY) | (f_kind == KIND_REPLY)
+    icmp_t = np.where(is_query, P["itype"][first], -1).astype(np.int16)
+    icmp_c = np.where(is_query, P["icode"][first], -1).astype(np.int16)
 
     # --- ICMP errors quoting a probe ---------------------------------------------------------
     used_errors = 0
     if m:
         ets = ts[E["pkt"]]
         readable = E["q_sport"] >= 0
-        # merge flows (sorted by key, start) and errors by (key, time): the last flow before each error
-        keys = np.concatenate([fkey, ekey])
-        times = np.concatenate([t_first, ets])
-        is_err = np.concatenate([np.zeros(nflows, bool), np.ones(m, bool)])
-        o = np.lexsort((is_err, times, keys))
-        idx = np.concatenate([np.arange(nflows), np.full(m, -1)])[o]
-        last = np.maximum.accumulate(np.where(idx >= 0, idx, -1))
+        # the last flow (same key, started at or before the error) before each error; only flows
+        # whose key some error carries take part, merged with the errors by (key, time)
+        cf = np.flatnonzero(np.isin(fkey, ekey))
+        keys = np.concatenate([fkey[cf], ekey])
+        times = np.concatenate([t_first[cf], ets])
+        is_err = np.concatenate([np.zeros(len(cf), bool), np.ones(m, bool)])
+        # (the exact endpoints and protocol sort too, so that a hash collision cannot hide a flow)
+        exact = [
+            np.concatenate([f_proto[cf], E["q_proto"]]),
+            np.concatenate([f_hi[cf], e_hi]),
+            np.concatenate([f_lo[cf], e_lo]),
+        ]
+        o = np.lexsort((np.concatenate([cf, np.arange(m)]), is_err, times, *exact, keys))
+        src_idx = np.concatenate([cf, np.full(m, -1)])[o]
+        at = np.arange(len(o))
+        last = np.maximum.accumulate(np.where(src_idx >= 0, at, -1))
+        err_rows = is_err[o]
         cand = np.full(m, -1, dtype=np.int64)
-        cand[(o[is_err[o]] - nflows)] = last[is_err[o]]
+        lp = last[err_rows]
+        cand[o[err_rows] - len(cf)] = np.where(lp >= 0, src_idx[np.maximum(lp, 0)], -1)
         ok = readable & (cand >= 0)
         c = np.maximum(cand, 0)
-        ok &= (fkey[c] == ekey) & (f_lo[c] == e_lo) & (f_hi[c] == e_hi) & (i_id[c] == qsid) & (i_port[c] == np.where(np.isin(E["q_proto"], (6, 17)), E["q_sport"], i_port[c]))
+        ok &= (
+            (fkey[c] == ekey)
+            & (f_lo[c] == e_lo)
+            & (f_hi[c] == e_hi)
+            & (i_id[c] == qsid)
+            & (i_port[c] == np.where(np.isin(E["q_proto"], (6, 17)), E["q_sport"], i_port[c]))
+        )
         hit = c[ok]
         e_pk = E["pkt"][ok]
         np.add.at(dst_pk, hit, 1)
@@ -262,76 +389,148 @@ def assemble(
         outcome[mark & (outcome == _NOREP)] = _ICMP
         used_errors = int(ok.sum())
         report.skip("ICMP unreachable quoting a probe not in the capture", m - used_errors)
+    F = {
+        "nflows": nflows,
+        "used": int(nf_pk) + used_errors,
+        "all_v4": all_v4,
+        "t_first": t_first,
+        "t_last": t_last,
+        "trank": trank[first],
+        "proto": f_proto,
+        "i_id": i_id,
+        "r_id": r_id,
+        "i_port": i_port,
+        "r_port": r_port,
+        "outcome": outcome,
+        "src_pk": src_pk,
+        "dst_pk": dst_pk,
+        "src_by": src_by,
+        "dst_by": dst_by,
+        "init_flags": init_flags,
+        "icmp_t": icmp_t,
+        "icmp_c": icmp_c,
+    }
+    if not all_v4:
+        F.update(i_hi=i_hi, i_lo=i_lo, r_hi=r_hi, r_lo=r_lo)
+    return F
 
-    # --- probe retries into attempts ----------------------------------------------------------
+
+def _attempts(F: dict, report: ReadReport, timeout_ns: int) -> dict:
+    """Flows into attempts (probe retries merged): a dict of per-attempt arrays in time order."""
+    nflows, outcome, f_proto, t_first, t_last = F["nflows"], F["outcome"], F["proto"], F["t_first"], F["t_last"]
+    i_id, r_id = F["i_id"], F["r_id"]
     probe = np.isin(outcome, (_EST, _REJ, _NOREP, _ICMP)) & np.isin(f_proto, (1, 6, 17, 58))
-    merge_port = np.where(np.isin(f_proto, (6, 17)), r_port, -1)
+    merge_port = np.where((f_proto == 6) | (f_proto == 17), F["r_port"], -1)
     i_mp = i_id * 65537 + merge_port + 1
     g2 = _mix(i_mp, r_id, f_proto)
-    o2 = np.lexsort((t_first, g2))
-    g2s = g2[o2]
-    same = (g2s[1:] == g2s[:-1]) & (i_mp[o2][1:] == i_mp[o2][:-1]) & (r_id[o2][1:] == r_id[o2][:-1])
+    # flows by (retry group, first time, flow index): rank flows by (time, index) first
+    f_trank = F["trank"]
+    by_time = _rank_order(f_trank)
+    fbits = max(int(nflows - 1).bit_length(), 1)
+    o2t, g2_start = _sorted_groups(g2[by_time], np.arange(nflows), fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
+    o2 = by_time[o2t]
+    del o2t, by_time, g2, i_mp
     cont = np.zeros(nflows, dtype=bool)
     if nflows > 1:
         prev, cur = o2[:-1], o2[1:]
         cont[1:] = (
-            same
+            ~g2_start[1:]
             & probe[prev]
             & probe[cur]
             & (outcome[prev] != _EST)
             & (t_first[cur] - t_last[prev] <= timeout_ns)
         )
+        del prev, cur
     astart = np.flatnonzero(~cont)
-    report.used(int(nf_pk) + used_errors)
+    report.used(F["used"])
 
-    def agg_sum(x):
-        return np.add.reduceat(x[o2], astart)
-
+    # attempts in time order (ties: retry-group order); ``a_first`` is each one's first flow
     a_first = o2[astart]
-    a_t0 = np.minimum.reduceat(t_first[o2], astart)
-    a_t1 = np.maximum.reduceat(t_last[o2], astart)
-    a_out_p = np.maximum.reduceat(_PRIORITY[outcome[o2]], astart)
-    inv = np.full(int(_PRIORITY.max()) + 1, -1, dtype=np.int64)
-    inv[_PRIORITY[[_NOREP, _ICMP, _REJ, _EST]]] = [_NOREP, _ICMP, _REJ, _EST]
-    a_out = np.where(a_out_p > 0, inv[a_out_p], outcome[a_first])
-    a_flags = np.bitwise_or.reduceat(init_flags[o2], astart)
-    a_it = np.maximum.reduceat(icmp_t[o2], astart)
-    a_ic = np.maximum.reduceat(np.where(icmp_t[o2] >= 0, icmp_c[o2], -1), astart)
-    cols_src_pk, cols_dst_pk = agg_sum(src_pk), agg_sum(dst_pk)
-    cols_src_by, cols_dst_by = agg_sum(src_by), agg_sum(dst_by)
-    a_proto = f_proto[a_first]
+    row = _rank_order(f_trank[a_first])
+    a_first = a_first[row]
+    # the other flows of merged attempts (usually few): their attempt's row
+    extra = np.flatnonzero(cont)
+    rowpos = np.empty(len(row), dtype=np.int64)
+    rowpos[row] = np.arange(len(row))
+    extra_row = rowpos[np.cumsum(~cont)[extra] - 1]
+    extra_flow = o2[extra]
+    merged = len(extra) > 0
+    del cont, g2_start, rowpos, extra
 
-    # --- the canonical frame ------------------------------------------------------------------
-    row = np.argsort(a_t0, kind="stable")
-    a_first, a_proto = a_first[row], a_proto[row]
-    both = _address_text(np.concatenate([i_hi[a_first], r_hi[a_first]]), np.concatenate([i_lo[a_first], r_lo[a_first]]))
-    n_rows = len(a_first)
+    def agg(ufunc, x: np.ndarray) -> np.ndarray:
+        """Per attempt, in row order: ``ufunc`` over the attempt's flows."""
+        out = x[a_first]
+        if merged:
+            ufunc.at(out, extra_row, x[extra_flow])
+        return out
+
+    a_t0 = t_first[a_first]  # flows of an attempt are in time order
+    a_t1 = agg(np.maximum, t_last)
+    if merged:
+        a_out_p = agg(np.maximum, _PRIORITY[outcome])
+        inv = np.full(int(_PRIORITY.max()) + 1, -1, dtype=np.int64)
+        inv[_PRIORITY[[_NOREP, _ICMP, _REJ, _EST]]] = [_NOREP, _ICMP, _REJ, _EST]
+        a_out = np.where(a_out_p > 0, inv[a_out_p], outcome[a_first])
+    else:
+        a_out = outcome[a_first]
+    icmp_t = F["icmp_t"]
+    A = {
+        "t0": a_t0,
+        "t1": a_t1,
+        "outcome": a_out,
+        "flags": agg(np.bitwise_or, F["init_flags"]),
+        "icmp_t": agg(np.maximum, icmp_t),
+        "icmp_c": agg(np.maximum, np.where(icmp_t >= 0, F["icmp_c"], -1).astype(icmp_t.dtype)),
+        "src_pk": agg(np.add, F["src_pk"]),
+        "dst_pk": agg(np.add, F["dst_pk"]),
+        "src_by": agg(np.add, F["src_by"]),
+        "dst_by": agg(np.add, F["dst_by"]),
+        "proto": f_proto[a_first],
+        "i_port": F["i_port"][a_first],
+        "r_port": F["r_port"][a_first],
+        "all_v4": F["all_v4"],
+    }
+    if F["all_v4"]:
+        A.update(i_id=i_id[a_first], r_id=r_id[a_first])
+    else:
+        A.update({k: F[k][a_first] for k in ("i_hi", "i_lo", "r_hi", "r_lo")})
+    return A
+
+
+
+def _frame(A: dict) -> pd.DataFrame:
+    """The canonical frame of the attempts ``A``."""
+    a_proto = A["proto"]
+    if A["all_v4"]:
+        both = _ipv4_text(np.concatenate([A["i_id"], A["r_id"]]))
+    else:
+        both = _address_text(np.concatenate([A["i_hi"], A["r_hi"]]), np.concatenate([A["i_lo"], A["r_lo"]]))
+    n_rows = len(a_proto)
     transport = np.select(
         [a_proto == 6, a_proto == 17, a_proto == 1, a_proto == 58],
         [_TRANSPORTS.index("tcp"), _TRANSPORTS.index("udp"), _TRANSPORTS.index("icmp"), _TRANSPORTS.index("icmpv6")],
         _TRANSPORTS.index("other"),
     ).astype(np.int8)
-    has_ports = np.isin(a_proto, (6, 17))
-    is_icmp = np.isin(a_proto, (1, 58))
-    a_it, a_ic = a_it[row], a_ic[row]
-    icmp_mask = a_it < 0
+    has_ports = (a_proto == 6) | (a_proto == 17)
+    icmp_mask = A["icmp_t"] < 0
+    valid = np.zeros(n_rows, bool)
     columns = {
-        "event_start": pd.to_datetime(a_t0[row], unit="ns", utc=True),
-        "event_duration_s": (a_t1[row] - a_t0[row]) / 1e9,
+        "event_start": pd.to_datetime(A["t0"], unit="ns", utc=True),
+        "event_duration_s": (A["t1"] - A["t0"]) / 1e9,
         "source_ip": both[:n_rows],
-        "source_port": pd.arrays.IntegerArray(i_port[a_first].astype(np.int32), ~has_ports),
+        "source_port": pd.arrays.IntegerArray(A["i_port"].astype(np.int32), ~has_ports),
         "destination_ip": both[n_rows:],
-        "destination_port": pd.arrays.IntegerArray(r_port[a_first].astype(np.int32), ~has_ports),
+        "destination_port": pd.arrays.IntegerArray(A["r_port"].astype(np.int32), ~has_ports),
         "network_transport": pd.Categorical.from_codes(transport, dtype=schema.TRANSPORT_DTYPE),
-        "conn_outcome": pd.Categorical.from_codes(a_out[row].astype(np.int8), dtype=schema.OUTCOME_DTYPE),
-        "source_bytes": pd.arrays.IntegerArray(cols_src_by[row].astype(np.int64), np.zeros(len(row), bool)),
-        "destination_bytes": pd.arrays.IntegerArray(cols_dst_by[row].astype(np.int64), np.zeros(len(row), bool)),
-        "source_packets": pd.arrays.IntegerArray(cols_src_pk[row].astype(np.int64), np.zeros(len(row), bool)),
-        "destination_packets": pd.arrays.IntegerArray(cols_dst_pk[row].astype(np.int64), np.zeros(len(row), bool)),
-        "tcp_flags": pd.arrays.IntegerArray(a_flags[row].astype(np.int32), a_proto != 6),
-        "icmp_type": pd.arrays.IntegerArray(np.maximum(a_it, 0).astype(np.int16), icmp_mask),
-        "icmp_code": pd.arrays.IntegerArray(np.maximum(a_ic, 0).astype(np.int16), icmp_mask),
+        "conn_outcome": pd.Categorical.from_codes(A["outcome"].astype(np.int8), dtype=schema.OUTCOME_DTYPE),
+        "source_bytes": pd.arrays.IntegerArray(A["src_by"].astype(np.int64), valid),
+        "destination_bytes": pd.arrays.IntegerArray(A["dst_by"].astype(np.int64), valid.copy()),
+        "source_packets": pd.arrays.IntegerArray(A["src_pk"].astype(np.int64), valid.copy()),
+        "destination_packets": pd.arrays.IntegerArray(A["dst_pk"].astype(np.int64), valid.copy()),
+        "tcp_flags": pd.arrays.IntegerArray(A["flags"].astype(np.int32), a_proto != 6),
+        "icmp_type": pd.arrays.IntegerArray(np.maximum(A["icmp_t"], 0).astype(np.int16), icmp_mask),
+        "icmp_code": pd.arrays.IntegerArray(np.maximum(A["icmp_c"], 0).astype(np.int16), icmp_mask.copy()),
         "pcap_ip_proto": a_proto.astype(np.int16),
     }
-    del is_icmp
+    del A
     return schema.conform(columns, log_format="pcap")

@@ -47,6 +47,10 @@ ERROR_FIELDS = {
 }
 
 _V4_MAPPED = np.uint64(0xFFFF << 32)
+_IPV4 = np.dtype([("vihl", "u1"), ("tos", "u1"), ("len", ">u2"), ("id", ">u2"), ("frag", ">u2"), ("ttl", "u1"),
+                  ("proto", "u1"), ("csum", ">u2"), ("src", ">u4"), ("dst", ">u4")])
+_PORTS_FLAGS = np.dtype([("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("off", "u1"),
+                         ("flags", "u1")])
 _ETHERTYPE_NAMES = {
     0x0806: "ARP",
     0x8035: "RARP",
@@ -110,6 +114,33 @@ class _Bytes:
         v = self.v[size]
         return v[np.clip(pos, 0, len(v) - 1)]
 
+    def record(self, dtype: np.dtype, pos: np.ndarray) -> np.ndarray:
+        """Fixed-layout headers at ``pos``, gathered at once (one gather instead of one per field).
+
+        Each field has the value :meth:`u8` / :meth:`be` would give, also for headers running
+        past the end of the buffer.
+        """
+        size = dtype.itemsize
+        if self.n >= size:
+            view = np.ndarray((self.n - size + 1,), dtype=f"V{size}", buffer=self.b, offset=0, strides=(1,))
+            out = view[np.clip(pos, 0, self.n - size)].view(dtype)
+            late = np.flatnonzero((pos > self.n - size) | (pos < 0))
+        else:
+            out = np.zeros(len(pos), dtype=dtype)
+            late = np.arange(len(pos))
+        for name in dtype.names if len(late) else ():
+            ftype, off = dtype.fields[name][:2]
+            p = pos[late] + off
+            out[name][late] = self.u8(p) if ftype.itemsize == 1 else self.be(ftype.itemsize, p)
+        return out
+
+
+def _where(mask: np.ndarray, new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """``np.where(mask, new, old)`` for arrays, skipping the select when ``mask`` is all true (the usual case)."""
+    if mask.all() and np.shape(new) == np.shape(old):
+        return np.asarray(new).astype(np.result_type(new, old), copy=False)
+    return np.where(mask, new, old)
+
 
 def _empty(fields: dict) -> dict[str, np.ndarray]:
     return {k: np.zeros(0, dtype=t) for k, t in fields.items()}
@@ -127,7 +158,8 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
     status = np.zeros(n, dtype=np.int16)
 
     def fail(mask: np.ndarray, code: int) -> None:
-        status[mask & (status == 0)] = code
+        if mask.any():
+            status[mask & (status == 0)] = code
 
     # --- link layer ---------------------------------------------------------------------
     etype = np.zeros(n, dtype=np.int64)
@@ -144,21 +176,21 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
             if not tagged.any():
                 break
             fail(tagged & (off + 2 > end), -11)
-            et = np.where(tagged, B.be(2, off + 2).astype(np.int64), et)
-            off = np.where(tagged, off + 4, off)
-        etype = np.where(eth, et, etype)
-        l3 = np.where(eth, off, l3)
+            et = _where(tagged, B.be(2, off + 2).astype(np.int64), et)
+            off = _where(tagged, off + 4, off)
+        etype = _where(eth, et, etype)
+        l3 = _where(eth, off, l3)
         fail(eth & (et <= 1500), 1)
     sll = lt == 113
     if sll.any():
         fail(sll & (start + 16 > end), -1)
-        etype = np.where(sll, B.be(2, start + 14).astype(np.int64), etype)
-        l3 = np.where(sll, start + 16, l3)
+        etype = _where(sll, B.be(2, start + 14).astype(np.int64), etype)
+        l3 = _where(sll, start + 16, l3)
     sll2 = lt == 276
     if sll2.any():
         fail(sll2 & (start + 20 > end), -1)
-        etype = np.where(sll2, B.be(2, start).astype(np.int64), etype)
-        l3 = np.where(sll2, start + 20, l3)
+        etype = _where(sll2, B.be(2, start).astype(np.int64), etype)
+        l3 = _where(sll2, start + 20, l3)
     rawip = np.isin(lt, (12, 14, 101))
     if rawip.any():
         fail(rawip & (start + 1 > end), -1)
@@ -174,7 +206,7 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
         fam = np.where((lt == 0) & (be_ > 0xFFFF), le, be_)  # NULL is in the capturing host's order
         etype = np.where(loop, np.where(fam == 2, 0x0800, np.where(np.isin(fam, (10, 24, 28, 30)), 0x86DD, -1)), etype)
         fail(loop & (etype == -1), -12)
-        l3 = np.where(loop, start + 4, l3)
+        l3 = _where(loop, start + 4, l3)
     status[unknown_lt & (status == 0)] = -100  # reported per link type below
     v4 = (etype == 0x0800) & (status == 0)
     v6 = (etype == 0x86DD) & (status == 0)
@@ -191,28 +223,30 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
     nbytes = np.zeros(n, dtype=np.int64)
     if v4.any():
         fail(v4 & (l3 + 20 > end), -2)
-        b0 = B.u8(l3).astype(np.int64)
+        h4 = B.record(_IPV4, l3)
+        b0 = h4["vihl"].astype(np.int64)
         ihl = (b0 & 15) * 4
-        tot = B.be(2, l3 + 2).astype(np.int64)
+        tot = h4["len"].astype(np.int64)
         tot = np.where(tot == 0, fr.origlen - (l3 - start), tot)  # TSO: total length left zero
         fail(v4 & (((b0 >> 4) != 4) | (ihl < 20) | (tot < ihl) | (l3 + ihl > end)), -3)
-        frag = B.be(2, l3 + 6).astype(np.int64)
+        frag = h4["frag"].astype(np.int64)
         fail(v4 & ((frag & 0x1FFF) != 0), 2)
-        proto = np.where(v4, B.u8(l3 + 9), proto)
-        src_lo = np.where(v4, B.be(4, l3 + 12).astype(np.uint64) | _V4_MAPPED, src_lo)
-        dst_lo = np.where(v4, B.be(4, l3 + 16).astype(np.uint64) | _V4_MAPPED, dst_lo)
-        l4 = np.where(v4, l3 + ihl, l4)
-        nbytes = np.where(v4, tot, nbytes)
+        proto = _where(v4, h4["proto"], proto)
+        src_lo = _where(v4, h4["src"].astype(np.uint64) | _V4_MAPPED, src_lo)
+        dst_lo = _where(v4, h4["dst"].astype(np.uint64) | _V4_MAPPED, dst_lo)
+        del h4
+        l4 = _where(v4, l3 + ihl, l4)
+        nbytes = _where(v4, tot, nbytes)
     if v6.any():
         fail(v6 & (l3 + 40 > end), -4)
         fail(v6 & ((B.u8(l3) >> 4) != 6), -5)
         plen = B.be(2, l3 + 4).astype(np.int64)
         nbytes = np.where(v6, np.where(plen == 0, fr.origlen - (l3 - start), 40 + plen), nbytes)
         nh = np.where(v6, B.u8(l3 + 6).astype(np.int64), 0)
-        src_hi = np.where(v6, B.be(8, l3 + 8), src_hi)
-        src_lo = np.where(v6, B.be(8, l3 + 16), src_lo)
-        dst_hi = np.where(v6, B.be(8, l3 + 24), dst_hi)
-        dst_lo = np.where(v6, B.be(8, l3 + 32), dst_lo)
+        src_hi = _where(v6, B.be(8, l3 + 8), src_hi)
+        src_lo = _where(v6, B.be(8, l3 + 16), src_lo)
+        dst_hi = _where(v6, B.be(8, l3 + 24), dst_hi)
+        dst_lo = _where(v6, B.be(8, l3 + 32), dst_lo)
         pos = l3 + 40
         for _ in range(8):  # extension headers
             ext = v6 & (status == 0) & (np.isin(nh, _V6_GENERIC_EXT) | (nh == 44) | (nh == 51))
@@ -225,10 +259,10 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
             fragment = ext & (nh == 44)
             fail(fragment & ((B.be(2, pos + 2).astype(np.int64) >> 3) != 0), 3)
             new_nh = B.u8(pos).astype(np.int64)
-            nh = np.where(ext, new_nh, nh)
-            pos = np.where(ext, pos + size, pos)
-        proto = np.where(v6, nh, proto)
-        l4 = np.where(v6, pos, l4)
+            nh = _where(ext, new_nh, nh)
+            pos = _where(ext, pos + size, pos)
+        proto = _where(v6, nh, proto)
+        l4 = _where(v6, pos, l4)
     ip = (v4 | v6) & (status == 0)
 
     # --- transport ----------------------------------------------------------------------
@@ -243,9 +277,11 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
     fail(tcp & (l4 + 14 > end), -7)
     fail(udp & (l4 + 4 > end), -8)
     ports = (tcp | udp) & (status == 0)
-    sport = np.where(ports, B.be(2, l4).astype(np.int64), sport)
-    dport = np.where(ports, B.be(2, l4 + 2).astype(np.int64), dport)
-    flags = np.where(tcp, B.u8(l4 + 13), flags)
+    h4 = B.record(_PORTS_FLAGS, l4)
+    sport = _where(ports, h4["sport"].astype(np.int64), sport)
+    dport = _where(ports, h4["dport"].astype(np.int64), dport)
+    flags = _where(tcp, h4["flags"], flags)
+    del h4
     icmp4 = ip & (proto == 1) & v4
     icmp6 = ip & (proto == 58) & v6
     icmp = icmp4 | icmp6
@@ -256,15 +292,15 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
         icmp &= status == 0
         t = B.u8(l4).astype(np.int64)
         c = B.u8(l4 + 1).astype(np.int64)
-        itype = np.where(icmp, t, itype)
-        icode = np.where(icmp, c, icode)
+        itype = _where(icmp, t, itype)
+        icode = _where(icmp, c, icode)
         req = (icmp4 & np.isin(t, list(_V4_QUERIES))) | (icmp6 & np.isin(t, list(_V6_QUERIES)))
         rep = (icmp4 & np.isin(t, list(_V4_QUERIES.values()))) | (icmp6 & np.isin(t, list(_V6_QUERIES.values())))
         req &= icmp
         rep &= icmp
         ident = B.be(2, l4 + 4).astype(np.int64)
-        sport = np.where(req | rep, ident, sport)
-        dport = np.where(req | rep, ident, dport)
+        sport = _where(req | rep, ident, sport)
+        dport = _where(req | rep, ident, dport)
         kind = np.where(req, KIND_QUERY, np.where(rep, KIND_REPLY, kind))
         unreach = icmp & ((icmp4 & (t == 3) & (c != 4)) | (icmp6 & (t == 1)))
         kind = np.where(unreach, KIND_UNREACH, kind)
@@ -298,21 +334,27 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
                 report.skip(f"{name} type {int(t)} (neither a probe nor its answer)", int((itype[sel] == t).sum()))
         ok &= ~icmp_skip
     keep = np.flatnonzero(ok)
-    packets = {
-        "ts": fr.ts_ns[keep],
-        "src_hi": src_hi[keep],
-        "src_lo": src_lo[keep],
-        "dst_hi": dst_hi[keep],
-        "dst_lo": dst_lo[keep],
-        "sport": sport[keep].astype(np.int32),
-        "dport": dport[keep].astype(np.int32),
-        "proto": proto[keep].astype(np.uint8),
-        "flags": flags[keep].astype(np.uint8),
-        "kind": kind[keep].astype(np.uint8),
-        "itype": itype[keep].astype(np.int16),
-        "icode": icode[keep].astype(np.int16),
-        "nbytes": nbytes[keep],
+    fields = {
+        "ts": fr.ts_ns,
+        "src_hi": src_hi,
+        "src_lo": src_lo,
+        "dst_hi": dst_hi,
+        "dst_lo": dst_lo,
+        "sport": sport,
+        "dport": dport,
+        "proto": proto,
+        "flags": flags,
+        "kind": kind,
+        "itype": itype,
+        "icode": icode,
+        "nbytes": nbytes,
     }
+    every = len(keep) == n  # usually: no gather needed
+    packets = {
+        k: (v if every else v[keep]).astype(PACKET_FIELDS[k], copy=not every or v is fr.ts_ns)
+        for k, v in fields.items()
+    }
+    del fields
     if len(errors["pkt"]):
         # renumber to positions among the kept packets
         errors["pkt"] = np.searchsorted(keep, errors["pkt"])

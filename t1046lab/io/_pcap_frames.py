@@ -95,6 +95,15 @@ def _u32(b: np.ndarray, pos: np.ndarray, bo: str) -> np.ndarray:
     return _sliding(b, bo + "u4")[pos].astype(np.uint32)
 
 
+def _record_header(b: np.ndarray, pos: np.ndarray, bo: str) -> tuple[np.ndarray, ...]:
+    """The four 32-bit fields of classic record headers at ``pos`` (each must leave 16 bytes), in one gather."""
+    if len(b) < 16:
+        return tuple(np.zeros(0, dtype=np.uint32) for _ in range(4))
+    view = np.ndarray((len(b) - 15,), dtype="V16", buffer=b, offset=0, strides=(1,))
+    rec = view[pos].view(bo + "u4").reshape(len(pos), 4)
+    return tuple(rec[:, k].astype(np.uint32) for k in range(4))
+
+
 def _u16(b: np.ndarray, pos: np.ndarray, bo: str) -> np.ndarray:
     return _sliding(b, bo + "u2")[pos].astype(np.uint32)
 
@@ -225,20 +234,24 @@ class _Window:
         if pos > self.base:
             self.data = self.data[pos - self.base :]
             self.base = pos
-        parts = [self.data]
         have = len(self.data)
-        while have < size and not self.eof:
-            try:
-                block = self.fh.read(max(size - have, 1 << 20))
-            except (EOFError, OSError):  # a truncated gzip stream ends the data
-                block = b""
-            if not block:
-                self.eof = True
-                break
-            parts.append(block)
-            have += len(block)
-        if len(parts) > 1:
-            self.data = b"".join(parts)
+        if have < size and not self.eof:
+            # read straight into one new buffer (no join of the blocks: one copy less per window)
+            buf = bytearray(max(size, have + (1 << 20)))
+            buf[:have] = self.data
+            view = memoryview(buf)
+            while have < size and not self.eof:
+                try:
+                    got = self.fh.readinto(view[have:])
+                except (EOFError, OSError):  # a truncated gzip stream ends the data
+                    got = 0
+                if not got:
+                    self.eof = True
+                    break
+                have += got
+            view.release()
+            del buf[have:]
+            self.data = buf
         return np.frombuffer(self.data, dtype=np.uint8), self.base
 
 
@@ -262,8 +275,7 @@ class _Classic:
         seg = b[lo + top : max(min(hi, len(b) - 15), lo) + top]
         hb = np.uint8(lo_t >> 24)
         pos = np.flatnonzero((seg - hb) <= np.uint8((hi_t >> 24) - (lo_t >> 24))) + lo
-        sec, frac = _u32(b, pos, self.bo), _u32(b, pos + 4, self.bo)
-        cap, orig = _u32(b, pos + 8, self.bo), _u32(b, pos + 12, self.bo)
+        sec, frac, cap, orig = _record_header(b, pos, self.bo)
         ok = (sec >= lo_t) & (sec <= hi_t) & (frac < self.frac_max) & (cap <= self.maxcap) & (cap <= orig)
         pos, cap = pos[ok], cap[ok].astype(np.int64)
         nxt = pos + 16 + cap
@@ -395,8 +407,7 @@ def _path(pos_c, graph: _Graph, ranges, general) -> np.ndarray:
 def _collect(b, base, pos_c, nxt_c, graph, ranges, general, st: _Classic) -> Frames:
     idx = _path(pos_c, graph, ranges, general)
     p = pos_c[idx]
-    sec, frac = _u32(b, p, st.bo).astype(np.int64), _u32(b, p + 4, st.bo).astype(np.int64)
-    cap, orig = _u32(b, p + 8, st.bo).astype(np.int64), _u32(b, p + 12, st.bo).astype(np.int64)
+    sec, frac, cap, orig = (x.astype(np.int64) for x in _record_header(b, p, st.bo))
     return Frames(
         buf=b,
         data=p + 16,
