@@ -23,8 +23,12 @@ def progress_enabled() -> bool:
 
 def progress(iterable: Iterable[T] | None = None, **kwargs: Any):
     """A ``tqdm`` bar (notebook-aware) over ``iterable``, disabled when nobody would see it."""
-    from tqdm.auto import tqdm
-
     kwargs.setdefault("disable", not progress_enabled())
+    if kwargs["disable"]:
+        # tqdm.auto warns in a kernel without ipywidgets even for a bar nobody will see.
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+
     kwargs.setdefault("leave", False)
     return tqdm(iterable, **kwargs)

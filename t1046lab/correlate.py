@@ -428,7 +428,9 @@ def correlate(
                 parts.append(f"origin from {src_fmt} rows: {pod}")
             if inst:
                 parts.append(f"origin from {src_fmt} rows: {inst}")
-            if unmatched and not pod and not inst:
+            # A monitored host whose attempts match no connect() is worth saying even when the
+            # rows name their pod or instance: that identity does not name the process.
+            if unmatched and (entity in monitored_ips or (not pod and not inst)):
                 if entity in monitored_ips:
                     if m == 0:
                         parts.append(

@@ -312,3 +312,23 @@ def test_sysmon_sees_only_the_open_ports_of_a_connect_scan(scan_lab, tmp_path):
     assert a["attribution_coverage"] == pytest.approx(2 / 200)
     assert "2 of 200 attempts matched to sysmon-linux connect() records" in a["attribution_note"]
     assert "no connect() seen for 198 of 200 attempts (Sysmon for Linux logs only established TCP connections)" in a["attribution_note"]
+
+
+def test_raw_socket_note_kept_when_flow_rows_name_the_instance(scan_lab):
+    # the raw-socket scanner 10.0.0.6 seen through VPC flow logs: its rows name the instance,
+    # but the process side still matched none of its probes, and the note must say so
+    alerts, conns, ep_a, ep_b = scan_lab
+    raw = conns["source_ip"] == "10.0.0.6"
+    conns = conns.assign(
+        cloud_instance_id=pd.Series(pd.NA, index=conns.index, dtype="string").mask(raw, "i-0b1b2c3d4e5f60002"),
+        cloud_account_id=pd.Series(pd.NA, index=conns.index, dtype="string").mask(raw, "123456789012"),
+    )
+    out = correlate(alerts, conns, [ep_a, ep_b]).set_index("entity")
+    b = out.loc["10.0.0.6"]
+    assert b["attributed_cloud_instance_id"] == "i-0b1b2c3d4e5f60002"
+    assert "origin from zeek rows: instance i-0b1b2c3d4e5f60002" in b["attribution_note"]
+    assert "no connect() seen for 1,000 of 1,000 attempts: raw-socket scan (e.g. nmap -sS) invisible to connect() telemetry" in b["attribution_note"]
+    # a host with instance identity and no endpoint telemetry at all gets no endpoint remark
+    out = correlate(alerts, conns, ep_a).set_index("entity")
+    assert "no endpoint telemetry" not in out.loc["10.0.0.6", "attribution_note"]
+    assert "no connect() seen" not in out.loc["10.0.0.6", "attribution_note"]
