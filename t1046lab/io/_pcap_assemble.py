@@ -27,6 +27,8 @@ The rules (documented for users in :func:`t1046lab.io.pcap.read_pcap`):
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 
@@ -64,17 +66,29 @@ def _mix(*parts: np.ndarray) -> np.ndarray:
     Groups are also split wherever the exact columns differ, so a collision (about n²/2^64)
     can at worst split a flow, never join two.
     """
-    h = np.zeros(len(parts[0]), dtype=np.uint64)
+    h = None
     for x in parts:
-        h = (h ^ x.astype(np.uint64)) * _M1
+        # in place: the same wrapping arithmetic as ``h = (h ^ x) * M1`` with fewer temporaries
+        x = x.view(np.uint64) if x.dtype == np.int64 else x.astype(np.uint64)
+        if h is None:
+            h = x * _M1  # 0 ^ x == x
+        else:
+            h ^= x
+            h *= _M1
         h ^= h >> np.uint64(29)
-    return h * _M2
+    h *= _M2
+    return h
 
 
 def _address_ids(his: list[np.ndarray], los: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
     """Exact integer ids below 2^32 for 128-bit addresses (given in parts), and whether they are the IPv4 addresses."""
     v4_mapped = np.uint64(0xFFFF)
-    if not any(h.any() for h in his) and all(((lo >> np.uint64(32)) == v4_mapped).all() for lo in los):
+    if sys.byteorder == "little" and all(lo.flags.c_contiguous for lo in los):
+        # the 32-bit halves as strided views: no shifted or masked temporaries
+        words = [lo.view(np.uint32) for lo in los]
+        if not any(h.any() for h in his) and all((w[1::2] == 0xFFFF).all() for w in words):
+            return [w[0::2].astype(np.int64) for w in words], True
+    elif not any(h.any() for h in his) and all(((lo >> np.uint64(32)) == v4_mapped).all() for lo in los):
         return [(lo & np.uint64(0xFFFFFFFF)).astype(np.int64) for lo in los], True
     sizes = np.cumsum([len(x) for x in los])[:-1]
     lo, hi = np.concatenate(los), np.concatenate(his)
@@ -139,9 +153,11 @@ def _multicast(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 def _sorted_groups(
-    hkey: np.ndarray, payload: np.ndarray, bits: int, exact: tuple[np.ndarray, ...]
+    hkey: np.ndarray, payload: np.ndarray | None, bits: int, exact: tuple[np.ndarray, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``payload`` ordered by (hash ``hkey[payload]``, ``payload``), and where a new exact group starts.
+
+    ``payload=None`` stands for ``np.arange(len(hkey))`` (saves a gather).
 
     One ``np.sort`` of a packed 64-bit key (the hash's top ``64 - bits`` bits, then
     ``payload``, a unique rank below ``2**bits``) replaces a lexsort; it is much faster.
@@ -152,15 +168,22 @@ def _sorted_groups(
     Returns ``(payload values in order, group-start flags)``.
     """
     mask = np.uint64((1 << bits) - 1)
-    packed = (hkey[payload] & ~mask) | payload.astype(np.uint64)
+    if payload is None:  # every position, in order: no gather needed
+        packed = hkey & ~mask
+        packed |= np.arange(len(hkey), dtype=np.uint64)
+    else:
+        packed = hkey[payload] & ~mask
+        packed |= payload.astype(np.uint64, copy=False)
     packed.sort()
-    pos = (packed & mask).astype(np.int64)
-    n = len(pos)
+    n = len(packed)
+    # the top bits are equal exactly when the xor stays below 2**bits
+    same_hash = (packed[1:] ^ packed[:-1]) <= mask if n >= 2 else None
+    packed &= mask
+    pos = packed.view(np.int64)  # ranks below 2**bits < 2**63: the same values
+    del packed
     start = np.ones(n, dtype=bool)
     if n < 2:
         return pos, start
-    same_hash = (packed[1:] >> np.uint64(bits)) == (packed[:-1] >> np.uint64(bits))
-    del packed
     diff = np.zeros(n - 1, dtype=bool)
     for x in exact:
         xs = x[pos]
@@ -191,7 +214,8 @@ def _rank_order(rank: np.ndarray) -> np.ndarray:
     bits = max(int(n - 1).bit_length(), 1)
     packed = (rank.astype(np.uint64) << np.uint64(bits)) | np.arange(n, dtype=np.uint64)
     packed.sort()
-    return (packed & np.uint64((1 << bits) - 1)).astype(np.int64)
+    packed &= np.uint64((1 << bits) - 1)
+    return packed.view(np.int64)
 
 
 def assemble(
@@ -249,7 +273,9 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     # --- flows --------------------------------------------------------------------------------
     kind = P["kind"]
     bits = max(int(n - 1).bit_length(), 1)
-    fp = np.flatnonzero(kind != KIND_UNREACH)
+    flow_pk = kind != KIND_UNREACH
+    fp = None if flow_pk.all() else np.flatnonzero(flow_pk)
+    del flow_pk
     order, new_group = _sorted_groups(key, fp, bits, (lo_ep, hi_ep, P["proto"]))
     nf_pk = len(order)
     t = ts[order]
@@ -297,12 +323,19 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     del a_sends
 
     nb = P["nbytes"][order]
-    src_pk = np.add.reduceat(from_init.view(np.uint8), fstart, dtype=np.int64)
+    # per-flow sums as differences of prefix sums (exact for integers; much faster than a
+    # reduceat over many short flows)
+    csum = np.zeros(nf_pk + 1, dtype=np.int64)
+    np.cumsum(from_init, out=csum[1:])
+    src_pk = csum[fend] - csum[fstart]
     dst_pk = (fend - fstart) - src_pk
-    tot_by = np.add.reduceat(nb, fstart, dtype=np.int64)
-    src_by = np.add.reduceat(np.where(from_init, nb, 0), fstart, dtype=np.int64)
+    np.cumsum(nb, out=csum[1:])
+    tot_by = csum[fend] - csum[fstart]
+    nb[~from_init] = 0
+    np.cumsum(nb, out=csum[1:])
+    src_by = csum[fend] - csum[fstart]
     dst_by = tot_by - src_by
-    del nb, tot_by
+    del nb, tot_by, csum
     # initiator flags in the low byte; the responder's packets in the high byte: 1 = not a RST, 4 = a RST
     resp = np.where((fl & 0x04) != 0, np.uint16(4 << 8), np.uint16(1 << 8))
     code = np.where(from_init, fl.astype(np.uint16), resp)
@@ -427,7 +460,7 @@ def _attempts(F: dict, report: ReadReport, timeout_ns: int) -> dict:
     f_trank = F["trank"]
     by_time = _rank_order(f_trank)
     fbits = max(int(nflows - 1).bit_length(), 1)
-    o2t, g2_start = _sorted_groups(g2[by_time], np.arange(nflows), fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
+    o2t, g2_start = _sorted_groups(g2[by_time], None, fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
     o2 = by_time[o2t]
     del o2t, by_time, g2, i_mp
     cont = np.zeros(nflows, dtype=bool)

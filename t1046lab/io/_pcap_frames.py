@@ -96,12 +96,16 @@ def _u32(b: np.ndarray, pos: np.ndarray, bo: str) -> np.ndarray:
 
 
 def _record_header(b: np.ndarray, pos: np.ndarray, bo: str) -> tuple[np.ndarray, ...]:
-    """The four 32-bit fields of classic record headers at ``pos`` (each must leave 16 bytes), in one gather."""
+    """The four 32-bit fields of classic record headers at ``pos`` (each must leave 16 bytes), in one gather.
+
+    The fields are strided views of the gathered headers, in byte order ``bo`` (no copies:
+    callers compare them or convert them once).
+    """
     if len(b) < 16:
         return tuple(np.zeros(0, dtype=np.uint32) for _ in range(4))
     view = np.ndarray((len(b) - 15,), dtype="V16", buffer=b, offset=0, strides=(1,))
     rec = view[pos].view(bo + "u4").reshape(len(pos), 4)
-    return tuple(rec[:, k].astype(np.uint32) for k in range(4))
+    return tuple(rec[:, k] for k in range(4))
 
 
 def _u16(b: np.ndarray, pos: np.ndarray, bo: str) -> np.ndarray:
@@ -130,11 +134,18 @@ def _scan(b: np.ndarray, lo: int, hi: int, bo: str, test) -> np.ndarray:
 def _chain(pos: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     """``succ[i]``: the index of the candidate at ``nxt[i]``, or ``i`` itself when there is none."""
     n = len(pos)
-    idx = np.searchsorted(pos, nxt)
+    succ = np.arange(n, dtype=np.int64)
+    # usually the next record is the next candidate (``pos`` is strictly increasing, so a
+    # search would find it there); search only for the others
+    to_next = np.zeros(n, dtype=bool)
+    np.equal(pos[1:], nxt[:-1], out=to_next[:-1])
+    succ[to_next] += 1
+    rest = np.flatnonzero(~to_next)
+    idx = np.searchsorted(pos, nxt[rest])
     ok = idx < n
-    ok[ok] = pos[idx[ok]] == nxt[ok]
-    own = np.arange(n, dtype=np.int64)
-    return np.where(ok, idx, own)
+    ok[ok] = pos[idx[ok]] == nxt[rest][ok]
+    succ[rest[ok]] = idx[ok]
+    return succ
 
 
 class _Graph:
@@ -274,7 +285,11 @@ class _Classic:
         top = 3 if self.bo == "<" else 0
         seg = b[lo + top : max(min(hi, len(b) - 15), lo) + top]
         hb = np.uint8(lo_t >> 24)
-        pos = np.flatnonzero((seg - hb) <= np.uint8((hi_t >> 24) - (lo_t >> 24))) + lo
+        near = np.subtract(seg, hb)
+        # the comparison written over its own input (one window-sized temporary, not two)
+        np.less_equal(near, np.uint8((hi_t >> 24) - (lo_t >> 24)), out=near.view(np.bool_))
+        pos = np.flatnonzero(near.view(np.bool_)) + lo
+        del near
         sec, frac, cap, orig = _record_header(b, pos, self.bo)
         ok = (sec >= lo_t) & (sec <= hi_t) & (frac < self.frac_max) & (cap <= self.maxcap) & (cap <= orig)
         pos, cap = pos[ok], cap[ok].astype(np.int64)
