@@ -277,6 +277,10 @@ class _Classic:
     maxcap: int
     linktype: int
     t_ref: int = 0
+    #: a window-sized byte buffer reused by every window's scan (fresh memory costs page faults)
+    _scratch: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    #: the last :meth:`candidates` result's headers: (positions returned, their fields as int64)
+    _headers: tuple | None = dataclasses.field(default=None, repr=False)
 
     def candidates(self, b: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         lo_t = max(self.t_ref - _TS_BEFORE, 0)
@@ -285,17 +289,24 @@ class _Classic:
         top = 3 if self.bo == "<" else 0
         seg = b[lo + top : max(min(hi, len(b) - 15), lo) + top]
         hb = np.uint8(lo_t >> 24)
-        near = np.subtract(seg, hb)
-        # the comparison written over its own input (one window-sized temporary, not two)
+        if self._scratch is None or len(self._scratch) < len(seg):
+            self._scratch = np.empty(len(seg), dtype=np.uint8)
+        near = self._scratch[: len(seg)]
+        np.subtract(seg, hb, out=near)
+        # the comparison written over its own input (one window-sized buffer, not two)
         np.less_equal(near, np.uint8((hi_t >> 24) - (lo_t >> 24)), out=near.view(np.bool_))
         pos = np.flatnonzero(near.view(np.bool_)) + lo
         del near
         sec, frac, cap, orig = _record_header(b, pos, self.bo)
         ok = (sec >= lo_t) & (sec <= hi_t) & (frac < self.frac_max) & (cap <= self.maxcap) & (cap <= orig)
-        pos, cap = pos[ok], cap[ok].astype(np.int64)
+        sel = np.flatnonzero(ok)
+        pos, cap = pos[sel], cap[sel].astype(np.int64)
         nxt = pos + 16 + cap
-        keep = nxt <= len(b)
-        return pos[keep], nxt[keep]
+        keep = np.flatnonzero(nxt <= len(b))
+        pos, nxt, sel = pos[keep], nxt[keep], sel[keep]
+        # kept for _collect, which needs the same fields of the records it takes
+        self._headers = (pos, sel, sec, frac, orig)
+        return pos, nxt
 
     def one(self, b: np.ndarray, p: int) -> tuple[int, int, int, int] | None:
         if p + 16 > len(b):
@@ -422,7 +433,13 @@ def _path(pos_c, graph: _Graph, ranges, general) -> np.ndarray:
 def _collect(b, base, pos_c, nxt_c, graph, ranges, general, st: _Classic) -> Frames:
     idx = _path(pos_c, graph, ranges, general)
     p = pos_c[idx]
-    sec, frac, cap, orig = (x.astype(np.int64) for x in _record_header(b, p, st.bo))
+    hdr = st._headers
+    if hdr is not None and hdr[0] is pos_c:  # the headers were read when the candidates were found
+        rows = hdr[1][idx]
+        sec, frac, orig = (x[rows].astype(np.int64) for x in hdr[2:])
+        cap = nxt_c[idx] - p - 16
+    else:
+        sec, frac, cap, orig = (x.astype(np.int64) for x in _record_header(b, p, st.bo))
     return Frames(
         buf=b,
         data=p + 16,
