@@ -543,7 +543,7 @@ def _frame(A: dict) -> pd.DataFrame:
         [a_proto == 6, a_proto == 17, a_proto == 1, a_proto == 58],
         [_TRANSPORTS.index("tcp"), _TRANSPORTS.index("udp"), _TRANSPORTS.index("icmp"), _TRANSPORTS.index("icmpv6")],
         _TRANSPORTS.index("other"),
-    ).astype(np.int8)
+    ).astype(np.int8, copy=False)
     has_ports = (a_proto == 6) | (a_proto == 17)
     icmp_mask = A["icmp_t"] < 0
     valid = np.zeros(n_rows, bool)
@@ -551,19 +551,19 @@ def _frame(A: dict) -> pd.DataFrame:
         "event_start": pd.to_datetime(A["t0"], unit="ns", utc=True),
         "event_duration_s": (A["t1"] - A["t0"]) / 1e9,
         "source_ip": both[:n_rows],
-        "source_port": pd.arrays.IntegerArray(A["i_port"].astype(np.int32), ~has_ports),
+        "source_port": pd.arrays.IntegerArray(A["i_port"].astype(np.int32, copy=False), ~has_ports),
         "destination_ip": both[n_rows:],
-        "destination_port": pd.arrays.IntegerArray(A["r_port"].astype(np.int32), ~has_ports),
+        "destination_port": pd.arrays.IntegerArray(A["r_port"].astype(np.int32, copy=False), ~has_ports),
         "network_transport": pd.Categorical.from_codes(transport, dtype=schema.TRANSPORT_DTYPE),
-        "conn_outcome": pd.Categorical.from_codes(A["outcome"].astype(np.int8), dtype=schema.OUTCOME_DTYPE),
-        "source_bytes": pd.arrays.IntegerArray(A["src_by"].astype(np.int64), valid),
-        "destination_bytes": pd.arrays.IntegerArray(A["dst_by"].astype(np.int64), valid.copy()),
-        "source_packets": pd.arrays.IntegerArray(A["src_pk"].astype(np.int64), valid.copy()),
-        "destination_packets": pd.arrays.IntegerArray(A["dst_pk"].astype(np.int64), valid.copy()),
-        "tcp_flags": pd.arrays.IntegerArray(A["flags"].astype(np.int32), a_proto != 6),
-        "icmp_type": pd.arrays.IntegerArray(np.maximum(A["icmp_t"], 0).astype(np.int16), icmp_mask),
-        "icmp_code": pd.arrays.IntegerArray(np.maximum(A["icmp_c"], 0).astype(np.int16), icmp_mask.copy()),
-        "pcap_ip_proto": a_proto.astype(np.int16),
+        "conn_outcome": pd.Categorical.from_codes(A["outcome"].astype(np.int8, copy=False), dtype=schema.OUTCOME_DTYPE),
+        "source_bytes": pd.arrays.IntegerArray(A["src_by"].astype(np.int64, copy=False), valid),
+        "destination_bytes": pd.arrays.IntegerArray(A["dst_by"].astype(np.int64, copy=False), valid.copy()),
+        "source_packets": pd.arrays.IntegerArray(A["src_pk"].astype(np.int64, copy=False), valid.copy()),
+        "destination_packets": pd.arrays.IntegerArray(A["dst_pk"].astype(np.int64, copy=False), valid.copy()),
+        "tcp_flags": pd.arrays.IntegerArray(A["flags"].astype(np.int32, copy=False), a_proto != 6),
+        "icmp_type": pd.arrays.IntegerArray(np.maximum(A["icmp_t"], 0).astype(np.int16, copy=False), icmp_mask),
+        "icmp_code": pd.arrays.IntegerArray(np.maximum(A["icmp_c"], 0).astype(np.int16, copy=False), icmp_mask.copy()),
+        "pcap_ip_proto": a_proto.astype(np.int16, copy=False),
     }
     del A
     return schema.conform(columns, log_format="pcap")

@@ -310,7 +310,7 @@ def decode(fr: Frames, report: ReadReport) -> tuple[dict[str, np.ndarray], dict[
             # an error whose quote cannot be read is kept out of matching (skipped later)
     # --- accounting ---------------------------------------------------------------------
     offsets = fr.offset
-    for code in np.unique(status):
+    for code in np.unique(status) if status.any() else ():  # usually every packet decoded
         code = int(code)
         if code == 0:
             continue
