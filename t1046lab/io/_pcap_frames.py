@@ -277,9 +277,8 @@ class _Classic:
     maxcap: int
     linktype: int
     t_ref: int = 0
-    #: a window-sized byte buffer reused by every window's scan (fresh memory costs page faults)
-    _scratch: np.ndarray | None = dataclasses.field(default=None, repr=False)
-    #: the last :meth:`candidates` result's headers: (positions returned, their fields as int64)
+    #: the last :meth:`candidates` result (its positions), with its rows in the gathered headers and their
+    #: seconds, fraction and original-length fields: _collect takes the records' fields from there
     _headers: tuple | None = dataclasses.field(default=None, repr=False)
 
     def candidates(self, b: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -289,10 +288,7 @@ class _Classic:
         top = 3 if self.bo == "<" else 0
         seg = b[lo + top : max(min(hi, len(b) - 15), lo) + top]
         hb = np.uint8(lo_t >> 24)
-        if self._scratch is None or len(self._scratch) < len(seg):
-            self._scratch = np.empty(len(seg), dtype=np.uint8)
-        near = self._scratch[: len(seg)]
-        np.subtract(seg, hb, out=near)
+        near = np.subtract(seg, hb)
         # the comparison written over its own input (one window-sized buffer, not two)
         np.less_equal(near, np.uint8((hi_t >> 24) - (lo_t >> 24)), out=near.view(np.bool_))
         pos = np.flatnonzero(near.view(np.bool_)) + lo
