@@ -479,7 +479,11 @@ def _attempts(F: dict, report: ReadReport, timeout_ns: int) -> dict:
     f_trank = F["trank"]
     by_time = _rank_order(f_trank)
     fbits = max(int(nflows - 1).bit_length(), 1)
-    o2t, g2_start = _sorted_groups(g2[by_time], None, fbits, (i_mp[by_time], r_id[by_time], f_proto[by_time]))
+    # (r_id, proto) as one integer (r_id < 2**49, 0 <= proto < 2**8): equal and ordered as the pair
+    r_proto = r_id << 8
+    r_proto |= f_proto
+    o2t, g2_start = _sorted_groups(g2[by_time], None, fbits, (i_mp[by_time], r_proto[by_time]))
+    del r_proto
     o2 = by_time[o2t]
     del o2t, by_time, g2, i_mp
     cont = np.zeros(nflows, dtype=bool)
