@@ -153,8 +153,8 @@ def _multicast(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 def _sorted_groups(
-    hkey: np.ndarray, payload: np.ndarray | None, bits: int, exact: tuple[np.ndarray, ...]
-) -> tuple[np.ndarray, np.ndarray]:
+    hkey: np.ndarray, payload: np.ndarray | None, bits: int, exact: tuple[np.ndarray, ...], keep_sorted: bool = False
+) -> tuple:
     """``payload`` ordered by (hash ``hkey[payload]``, ``payload``), and where a new exact group starts.
 
     ``payload=None`` stands for ``np.arange(len(hkey))`` (saves a gather).
@@ -165,7 +165,8 @@ def _sorted_groups(
     positions of those hash runs are reordered by (full hash, exact key, payload), so every
     exact group is contiguous and in ``payload`` order, as a lexsort would leave it.
     ``hkey`` and the ``exact`` arrays are indexed by the ``payload`` values.
-    Returns ``(payload values in order, group-start flags)``.
+    Returns ``(payload values in order, group-start flags)``, and with ``keep_sorted`` also the
+    list of the ``exact`` arrays in that order (gathered for the check anyway).
     """
     mask = np.uint64((1 << bits) - 1)
     if payload is None:  # every position, in order: no gather needed
@@ -183,11 +184,13 @@ def _sorted_groups(
     del packed
     start = np.ones(n, dtype=bool)
     if n < 2:
-        return pos, start
+        return (pos, start, [x[pos] for x in exact]) if keep_sorted else (pos, start)
     diff = np.zeros(n - 1, dtype=bool)
+    in_order = []
     for x in exact:
         xs = x[pos]
         diff |= xs[1:] != xs[:-1]
+        in_order.append(xs)
     collide = same_hash & diff
     if collide.any():
         run = np.cumsum(np.concatenate([[True], ~same_hash]))  # hash-run number of each position
@@ -197,15 +200,17 @@ def _sorted_groups(
         keys = [p] + [x[p] for x in exact][::-1] + [hkey[p]]
         pos[sel] = p[np.lexsort(keys)]
         diff = np.zeros(n - 1, dtype=bool)
+        in_order = []
         for x in exact:
             xs = x[pos]
             diff |= xs[1:] != xs[:-1]
+            in_order.append(xs)
         same_hash &= ~diff | ~bad[1:]
         # inside repaired runs the full hash decides too
         hs = hkey[pos]
         same_hash &= hs[1:] == hs[:-1]
     start[1:] = ~same_hash | diff
-    return pos, start
+    return (pos, start, in_order) if keep_sorted else (pos, start)
 
 
 def _rank_order(rank: np.ndarray) -> np.ndarray:
@@ -280,7 +285,7 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     # as the pair, with one gather less
     hi_proto = hi_ep << 8
     hi_proto |= P["proto"]
-    order, new_group = _sorted_groups(key, fp, bits, (lo_ep, hi_proto))
+    order, new_group, (s_lo_ep, s_hi_proto) = _sorted_groups(key, fp, bits, (lo_ep, hi_proto), keep_sorted=True)
     del hi_proto
     nf_pk = len(order)
     t = ts[order]
@@ -327,7 +332,16 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     f_flags = fl[fstart].astype(np.int64)
     f_kind = s_kind[fstart]
     del s_proto, s_kind
-    f_sport, f_dport = P["sport"][first].astype(np.int64), P["dport"][first].astype(np.int64)
+    # the first packets' endpoints from the sorted endpoint keys (sequential, not random, reads):
+    # an endpoint is id * 65537 + port + 1 with -1 <= port < 65536
+    f_lo_ep = s_lo_ep[fstart]
+    f_hi_ep = s_hi_proto[fstart] >> 8
+    del s_lo_ep, s_hi_proto
+    f_a_sends = s_a_sends[fstart]
+    f_sid, f_sport = np.divmod(np.where(f_a_sends, f_lo_ep, f_hi_ep), 65537)
+    f_did, f_dport = np.divmod(np.where(f_a_sends, f_hi_ep, f_lo_ep), 65537)
+    f_sport -= 1
+    f_dport -= 1
     f_tcp = f_proto == 6
     first_syn = f_tcp & ((f_flags & 0x12) == 0x02)
     first_synack = f_tcp & ((f_flags & 0x12) == 0x12)
@@ -337,7 +351,6 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     mid = f_tcp & ~first_syn & ~first_synack
     swap = mid & (f_sport < 1024) & (f_dport >= 1024)
     sender_init[swap] = False
-    f_a_sends = s_a_sends[fstart]
     init_is_a = np.where(sender_init, f_a_sends, ~f_a_sends)
     from_init = s_a_sends == np.repeat(init_is_a, fend - fstart)
     del a_sends, s_a_sends, f_a_sends
@@ -367,11 +380,10 @@ def _flows(P: dict[str, np.ndarray], E: dict[str, np.ndarray], report: ReadRepor
     t_first = t[fstart]
     t_last = t[fend - 1]
     if m:
-        fkey, f_lo, f_hi = key[first], lo_ep[first], hi_ep[first]
+        fkey, f_lo, f_hi = key[first], f_lo_ep, f_hi_ep
     del t, key, lo_ep, hi_ep
 
     # endpoints of the initiator and responder
-    f_sid, f_did = sid[first], did[first]
     i_id = np.where(sender_init, f_sid, f_did)
     r_id = np.where(sender_init, f_did, f_sid)
     i_port = np.where(sender_init, f_sport, f_dport).astype(np.int32)
