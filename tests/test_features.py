@@ -306,3 +306,13 @@ def test_address_storage_does_not_matter(conns):
         assert [str(v) for v in out.index.get_level_values(0)] == [str(v) for v in expected.index.get_level_values(0)]
     codes, uniques = F._factorize(halves["source_ip"])
     assert (np.asarray(uniques, dtype=object)[codes] == halves["source_ip"].to_numpy(dtype=object)).all()
+
+
+def test_threads_give_the_same_features(conns, shuffled, monkeypatch):
+    monkeypatch.setattr(F, "CHUNK_ROWS", 97)  # many chunks, so threads really share the work
+    for frame in (conns, shuffled):
+        one = t1046lab.window_features(frame, features="all", slide="1min")
+        _check(t1046lab.window_features(frame, features="all", slide="1min", n_jobs=2), one)
+        pd.testing.assert_frame_equal(t1046lab.window_features(frame, features="all", slide="1min", n_jobs=-1), one)
+    with pytest.raises(ValueError, match="n_jobs must be None, a positive integer or -1"):
+        t1046lab.window_features(conns, n_jobs=0)
