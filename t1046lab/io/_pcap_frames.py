@@ -59,6 +59,21 @@ _TS_BEFORE = 1 << 16
 _TS_AFTER = 1 << 24
 
 
+def _resync_target(graph, pos_c: np.ndarray, nxt_c: np.ndarray, good_pos: np.ndarray | None, p: int, limit: int,
+                   size: int) -> tuple[np.ndarray, int]:
+    """Where to resume after a corrupt record at ``p``: the next candidate that starts a good chain.
+
+    ``good_pos`` (those candidates, computed once per window) is returned for reuse.
+    """
+    if good_pos is None:
+        depth = graph.depth()
+        root = graph._root
+        good = (depth >= _RESYNC_CHAIN - 1) | (nxt_c[root] >= limit) | (nxt_c[root] == size)
+        good_pos = pos_c[good]
+    k = int(np.searchsorted(good_pos, p + 1))
+    return good_pos, (int(good_pos[k]) if k < len(good_pos) else limit)
+
+
 def is_capture(head: bytes) -> bool:
     """True when ``head`` starts like a classic pcap or a pcapng file."""
     if head[:4] in CLASSIC_MAGICS:
@@ -380,13 +395,7 @@ def _follow_window(b: np.ndarray, base: int, start: int, limit: int, eof: bool, 
             frames, p2 = _follow_window(b, base, p, limit, eof, st, report)
             return _merge(_collect(b, base, pos_c, nxt_c, graph, ranges, general, st), frames), p2
         # corrupt header: resynchronise at the next candidate that starts a good chain
-        if good_pos is None:
-            depth = graph.depth()
-            root = graph._root
-            good = (depth >= _RESYNC_CHAIN - 1) | (nxt_c[root] >= limit) | (nxt_c[root] == len(b))  # type: ignore[index]
-            good_pos = pos_c[good]
-        k = int(np.searchsorted(good_pos, p + 1))
-        target = int(good_pos[k]) if k < len(good_pos) else limit
+        good_pos, target = _resync_target(graph, pos_c, nxt_c, good_pos, p, limit, len(b))
         report.seen(1)
         report.bad(
             f"corrupt record header (resynchronised after {target - p} bytes)",
@@ -537,13 +546,7 @@ def _frame_pcapng(win: _Window, head: bytes, report: ReadReport, window_bytes: i
                 report.bad(f"block length {blen} past end of file", offset=base + p, excerpt=bytes(b[p:p + 12]))
                 p = len(b)
                 break
-            if good_pos is None:
-                depth = graph.depth()
-                root = graph._root
-                good = (depth >= _RESYNC_CHAIN - 1) | (nxt_c[root] >= limit) | (nxt_c[root] == len(b))  # type: ignore[index]
-                good_pos = pos_c[good]
-            k = int(np.searchsorted(good_pos, p + 1))
-            target = int(good_pos[k]) if k < len(good_pos) else limit
+            good_pos, target = _resync_target(graph, pos_c, nxt_c, good_pos, p, limit, len(b))
             report.seen(1)
             report.bad(f"corrupt pcapng block (resynchronised after {target - p} bytes)", offset=base + p,
                        excerpt=bytes(b[p:p + 12]))
