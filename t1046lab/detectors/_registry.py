@@ -29,6 +29,17 @@ class DetectorInfo:
         One line: what it is.
     source : str
         Where its semantics come from (the original script, module or paper).
+    choices : dict
+        Parameter name to its allowed values, for parameters with a closed set.
+    partition_by : str, optional
+        A column that keys all of the detector's state: rows with different values in it
+        never influence each other's alerts. Streaming and Dask runs split the data on it
+        (every source's rows in one part) and get the in-memory result exactly. ``None``
+        when no column does (state keyed by both ends of a connection).
+    window_model : callable, optional
+        For detectors that score window features: ``window_model(resolved_params)``
+        returns ``(make_estimator, feature_names)``. Streaming and Dask runs then compute
+        the window features out of core and fit or apply the estimator on them.
     """
 
     name: str
@@ -37,6 +48,8 @@ class DetectorInfo:
     description: str
     source: str
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    partition_by: str | None = None
+    window_model: Callable[[Mapping[str, Any]], tuple[Callable[[], Any], list[str]]] | None = None
 
     def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated with ``params``; unknown names raise ``ValueError`` listing the known ones."""
@@ -68,11 +81,19 @@ def register_detector(
     description: str,
     source: str,
     choices: Mapping[str, tuple[Any, ...]] | None = None,
+    partition_by: str | None = None,
+    window_model: Callable[[Mapping[str, Any]], tuple[Callable[[], Any], list[str]]] | None = None,
 ) -> Callable[[Callable[..., pd.DataFrame]], Callable[..., pd.DataFrame]]:
-    """Decorator registering ``func(conns, *, all_windows=False, **params)`` under ``name``."""
+    """Decorator registering ``func(conns, *, all_windows=False, **params)`` under ``name``.
+
+    See :class:`DetectorInfo` for ``partition_by`` and ``window_model``, which let the
+    detector run on data larger than memory.
+    """
 
     def decorate(func: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
-        _REGISTRY[name] = DetectorInfo(name, func, dict(params), description, source, dict(choices or {}))
+        _REGISTRY[name] = DetectorInfo(
+            name, func, dict(params), description, source, dict(choices or {}), partition_by, window_model
+        )
         return func
 
     return decorate

@@ -43,7 +43,7 @@ from .port_entropy import PortEntropyDetector
 from .role_baseline import DEFAULT_FEATURES as ROLE_FEATURES
 from .role_baseline import RoleBaselineDetector
 
-__all__ = ["run_window_detector", "BaselineWarning", "MIN_SELF_FIT_WINDOWS", "reference_baseline"]
+__all__ = ["run_window_detector", "score_windows", "feature_columns", "CONTEXT_FEATURES", "BaselineWarning", "MIN_SELF_FIT_WINDOWS", "reference_baseline"]
 
 #: Fewer windows than this and no baseline: fit on the reference baseline instead.
 MIN_SELF_FIT_WINDOWS = 50
@@ -112,6 +112,15 @@ def _model(model: Any, cls: type) -> WindowAnomalyDetector:
     return fitted
 
 
+#: Minimal features every window detector's alerts need (scan type and attempt count).
+CONTEXT_FEATURES = ("conn_count", "distinct_peers", "distinct_ports", "udp_count", "icmp_count")
+
+
+def feature_columns(columns: Sequence[str]) -> list[str]:
+    """The detector's features followed by the context features it lacks: one ``window_features`` call."""
+    return list(columns) + [c for c in CONTEXT_FEATURES if c not in columns]
+
+
 def run_window_detector(
     make: Callable[[], WindowAnomalyDetector],
     conns: pd.DataFrame,
@@ -129,31 +138,89 @@ def run_window_detector(
 
     if conns.empty:
         return empty_alerts()
-    feats = window_features(conns, window=window, by=by, features=list(columns))
+    feats = window_features(conns, window=window, by=by, features=feature_columns(columns))
+    base = None
+    if model is None and baseline is not None:
+        base = window_features(_baseline_conns(conns, baseline), window=window, by=by, features=list(columns))
+    return score_windows(make, feats, detector=detector, columns=columns, all_windows=all_windows,
+                         window=window, by=by, baseline_features=base, model=model)
+
+
+def score_windows(
+    make: Callable[[], WindowAnomalyDetector],
+    feats: pd.DataFrame,
+    *,
+    detector: str,
+    columns: Sequence[str],
+    all_windows: bool,
+    window: str,
+    by: str,
+    baseline_features: pd.DataFrame | None = None,
+    model: Any = None,
+) -> pd.DataFrame:
+    """The alerts frame of a window detector, from window features already computed.
+
+    ``feats`` holds :func:`feature_columns` of ``columns`` for every (entity, window).
+    The estimator is ``model`` if given, else fitted on ``baseline_features``, else on
+    ``feats`` itself (or, with fewer than :data:`MIN_SELF_FIT_WINDOWS` windows, on the
+    reference baseline). Streaming and Dask runs call this after computing the features
+    out of core, so their alerts equal the in-memory ones.
+    """
+    if feats.empty:
+        return empty_alerts()
+    columns = list(columns)
     if model is not None:
         estimator = _model(model, type(make()))
     else:
-        if baseline is None and len(feats) < MIN_SELF_FIT_WINDOWS:
+        if baseline_features is None and len(feats) < MIN_SELF_FIT_WINDOWS:
             _fallback_baseline(len(feats), detector)
             base = _reference_features(str(window), by, tuple(columns))
-        elif baseline is None:
-            base = feats
+        elif baseline_features is None:
+            base = feats[columns]
         else:
-            base = window_features(_baseline_conns(conns, baseline), window=window, by=by, features=list(columns))
+            base = baseline_features[columns]
         estimator = make().fit(base)
-    decision = estimator.decision_function(feats)
+    scored = feats[columns]
+    decision = estimator.decision_function(scored)
     alert = decision < 0
     explanations = np.full(len(feats), "", dtype=object)
     if alert.any() or all_windows:
         rows = np.flatnonzero(alert) if not all_windows else np.arange(len(feats))
-        explanations[rows] = estimator.explain(feats.iloc[rows]).to_numpy(dtype=object)
-    needed = {"conn_count", "distinct_peers", "distinct_ports", "udp_count", "icmp_count"}
-    context = feats if needed <= set(feats.columns) else window_features(conns, window=window, by=by, features="minimal")
-    scan_type = infer_scan_type(context.reindex(feats.index))
-    frame = feats.copy()
+        explanations[rows] = estimator.explain(scored.iloc[rows]).to_numpy(dtype=object)
+    scan_type = infer_scan_type(feats[list(CONTEXT_FEATURES)])
+    frame = scored.copy()
     if "conn_count" not in frame:
-        frame["conn_count"] = context["conn_count"].reindex(feats.index)
+        frame["conn_count"] = feats["conn_count"]
     return alerts_from_scores(frame, decision, explanations, detector=detector, window=window, scan_type=scan_type, all_windows=all_windows)
+
+
+def _port_entropy_model(p: Any) -> tuple[Callable[[], WindowAnomalyDetector], list[str]]:
+    return (lambda: PortEntropyDetector(features=tuple(p["features"]), target_fpr=p["target_fpr"], min_z=p["min_z"])), list(p["features"])
+
+
+def _iforest_model(p: Any) -> tuple[Callable[[], WindowAnomalyDetector], list[str]]:
+    return (
+        lambda: IsolationForestDetector(
+            features=tuple(p["features"]), n_estimators=p["n_estimators"], target_fpr=p["target_fpr"], random_state=p["random_state"]
+        )
+    ), list(p["features"])
+
+
+def _role_baseline_model(p: Any) -> tuple[Callable[[], WindowAnomalyDetector], list[str]]:
+    roles = _roles(p["roles"])
+    return (
+        lambda: RoleBaselineDetector(
+            roles=roles, features=tuple(p["features"]), target_fpr=p["target_fpr"], min_z=p["min_z"],
+            min_role_windows=p["min_role_windows"], random_state=p["random_state"],
+        )
+    ), list(p["features"])
+
+
+def _run(name: str, factory: Callable[[Any], tuple[Callable[[], WindowAnomalyDetector], list[str]]], conns: pd.DataFrame,
+         all_windows: bool, p: Any) -> pd.DataFrame:
+    make, columns = factory(p)
+    return run_window_detector(make, conns, detector=name, columns=columns, all_windows=all_windows,
+                               window=p["window"], by=p["by"], baseline=p["baseline"], model=p["model"])
 
 
 @register_detector(
@@ -161,14 +228,11 @@ def run_window_detector(
     params={**_COMMON, "features": list(ENTROPY_FEATURES), "min_z": 4.0},
     description="destination port and host entropy and distinct counts per window, robust z against a fitted baseline",
     source="Lakhina, Crovella, Diot, Mining Anomalies Using Traffic Feature Distributions, SIGCOMM 2005",
+    window_model=_port_entropy_model,
 )
 def port_entropy(conns: pd.DataFrame, *, all_windows: bool = False, **p: Any) -> pd.DataFrame:
     """Run :class:`PortEntropyDetector` over ``conns``' window features."""
-    return run_window_detector(
-        lambda: PortEntropyDetector(features=tuple(p["features"]), target_fpr=p["target_fpr"], min_z=p["min_z"]),
-        conns, detector="port-entropy", columns=p["features"], all_windows=all_windows,
-        window=p["window"], by=p["by"], baseline=p["baseline"], model=p["model"],
-    )
+    return _run("port-entropy", _port_entropy_model, conns, all_windows, p)
 
 
 @register_detector(
@@ -176,16 +240,11 @@ def port_entropy(conns: pd.DataFrame, *, all_windows: bool = False, **p: Any) ->
     params={**_COMMON, "features": list(IFOREST_FEATURES), "n_estimators": 200, "random_state": 0},
     description="isolation forest over log-transformed window features, with per-feature path-length explanations",
     source="Liu, Ting, Zhou, Isolation Forest, ICDM 2008; attribution after DIFFI (Carletti, Terzi, Susto 2023)",
+    window_model=_iforest_model,
 )
 def iforest(conns: pd.DataFrame, *, all_windows: bool = False, **p: Any) -> pd.DataFrame:
     """Run :class:`IsolationForestDetector` over ``conns``' window features."""
-    return run_window_detector(
-        lambda: IsolationForestDetector(
-            features=tuple(p["features"]), n_estimators=p["n_estimators"], target_fpr=p["target_fpr"], random_state=p["random_state"]
-        ),
-        conns, detector="iforest", columns=p["features"], all_windows=all_windows,
-        window=p["window"], by=p["by"], baseline=p["baseline"], model=p["model"],
-    )
+    return _run("iforest", _iforest_model, conns, all_windows, p)
 
 
 def _roles(value: Any) -> Any:
@@ -202,18 +261,11 @@ def _roles(value: Any) -> Any:
     params={**_COMMON, "features": list(ROLE_FEATURES), "roles": "infer", "min_z": 4.0, "min_role_windows": 20, "random_state": 0},
     description="each entity against the robust baseline of its role (inventory CSV, mapping, or inferred by clustering)",
     source="per-role peer-group baselines; roles inferred by k-means with the silhouette criterion (Rousseeuw 1987)",
+    window_model=_role_baseline_model,
 )
 def role_baseline(conns: pd.DataFrame, *, all_windows: bool = False, **p: Any) -> pd.DataFrame:
     """Run :class:`RoleBaselineDetector` over ``conns``' window features."""
-    roles = _roles(p["roles"])
-    return run_window_detector(
-        lambda: RoleBaselineDetector(
-            roles=roles, features=tuple(p["features"]), target_fpr=p["target_fpr"], min_z=p["min_z"],
-            min_role_windows=p["min_role_windows"], random_state=p["random_state"],
-        ),
-        conns, detector="role-baseline", columns=p["features"], all_windows=all_windows,
-        window=p["window"], by=p["by"], baseline=p["baseline"], model=p["model"],
-    )
+    return _run("role-baseline", _role_baseline_model, conns, all_windows, p)
 
 
 def score_matrix(alerts: Sequence[pd.DataFrame], window: str) -> pd.DataFrame:

@@ -92,6 +92,7 @@ _SCAN_TYPE = {"Address_Scan": "horizontal", "Port_Scan": "vertical", "Random_Sca
 @register_detector(
     NAME,
     params=PARAMS,
+    partition_by="source_ip",
     description="ncsa bro-simple-scan: distinct failed (host, port) per scanner, 25 remote / 250 local, darknet lowering, 15-min idle expiry",
     source="ncsa/bro-simple-scan scripts/scan.zeek",
 )

@@ -85,6 +85,7 @@ def thresholds(theta0: float, theta1: float, p_detect: float, p_false: float) ->
 @register_detector(
     NAME,
     params=PARAMS,
+    partition_by="source_ip",
     description="Threshold Random Walk: SPRT on first-contact outcomes (θ0=0.8, θ1=0.2, P_D=0.99, P_F=0.01)",
     source="Jung, Paxson, Berger, Balakrishnan, Fast Portscan Detection Using Sequential Hypothesis Testing, IEEE S&P 2004",
     choices={"after_benign": ("restart", "stop"), "transports": ("tcp", "udp", "icmp", "icmpv6", "other")},
