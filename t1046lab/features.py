@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -830,9 +830,11 @@ def window_features(
 
     Parameters
     ----------
-    conns : DataFrame
+    conns : DataFrame, or iterator or list of DataFrame
         A canonical connections frame (see :mod:`t1046lab.schema`); only the columns the
-        selected features need are read, and the frame is never modified.
+        selected features need are read, and the frame is never modified. Chunks in time
+        order (``read(path, chunksize=...)``) are streamed with bounded memory by
+        :mod:`t1046lab.scale.streaming`, with the same result.
     window : str or Timedelta, default "5min"
         Window length. Windows are aligned on the Unix epoch in UTC.
     by : str, default "source_ip"
@@ -866,8 +868,12 @@ def window_features(
     >>> feats = window_features(conns, window="5min")                      # doctest: +SKIP
     >>> feats = window_features(conns, by="destination_ip", features=["distinct_peers"])  # doctest: +SKIP
     """
+    if isinstance(conns, (Iterator, list, tuple)):
+        from .scale.streaming import stream_window_features
+
+        return stream_window_features(conns, window, by, features, slide)
     if not isinstance(conns, pd.DataFrame):
-        raise TypeError(f"expected a pandas DataFrame, got {type(conns).__name__}")
+        raise TypeError(f"expected a pandas DataFrame or an iterator of them, got {type(conns).__name__}")
     selected = get_features(features)
     names = [f.name for f in selected]
     window_ns = to_timedelta_ns(window)

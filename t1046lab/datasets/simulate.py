@@ -180,8 +180,12 @@ def simulate_enterprise(
     random_state : int, Generator or None
         Seed. The same seed gives the same rows, in memory or streamed.
     out : str or path, optional
-        Stream to this parquet file (zstd), one row group per chunk, with bounded memory,
-        and return its path instead of a frame.
+        Stream to disk with bounded memory and return the path instead of a frame. A name
+        ending in ``.parquet`` is one file (zstd), one row group per chunk. Any other name
+        is a directory written as a dataset partitioned by day, one file per day at
+        ``out/day=YYYY-MM-DD/part-0.parquet`` (what ``dask.dataframe.read_parquet``,
+        pyarrow and :func:`t1046lab.scale.streaming.iter_chunks` read lazily), with the
+        simulation metadata in ``out/_simulation.json``; ``chunk_days`` is then 1.
     chunk_days : int, default 1
         Days per chunk when streaming (memory grows with it; rows do not change).
 
@@ -214,7 +218,10 @@ def simulate_enterprise(
         frame = pd.concat(list(_iter_chunks(plan, chunk_days)), ignore_index=True)
         frame.attrs["simulation"] = meta
         return frame
-    return _stream(plan, chunk_days, Path(out), meta)
+    out = Path(out)
+    if out.suffix.lower() != ".parquet":
+        return _stream_days(plan, out, meta)
+    return _stream(plan, chunk_days, out, meta)
 
 
 _WRITE_ROWS = 1_000_000
@@ -229,10 +236,64 @@ def _arrow(frame: pd.DataFrame):
     return table.set_column(position, "event_start", table["event_start"].cast(pa.timestamp("us", tz="UTC")))
 
 
+def _write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[bytes, bytes] | None = None, *, level: int = 9) -> None:
+    """Write ``frame`` to ``path`` a slice at a time."""
+    writer = None
+    try:
+        # Convert to arrow a slice at a time: a whole day's table would double the peak.
+        for first in range(0, max(len(frame), 1), _WRITE_ROWS):
+            table = _arrow(frame.iloc[first : first + _WRITE_ROWS])
+            if writer is None:
+                writer = _writer(path, table.schema, metadata, level)
+            writer.write_table(table.cast(writer.schema), row_group_size=_WRITE_ROWS)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _writer(path: Path, schema: Any, metadata: dict[bytes, bytes] | None, level: int) -> Any:
+    import pyarrow.parquet as pq
+
+    if metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
+    # Sorted microsecond times delta-encode to a few bits a row.
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        compression_level=level,
+        use_dictionary=[c for c in schema.names if c != "event_start"],
+        column_encoding={"event_start": "DELTA_BINARY_PACKED"},
+    )
+
+
+#: zstd level of day-partitioned datasets: they are the large ones, written for speed.
+_DATASET_LEVEL = 1
+
+
+def _stream_days(plan: EnterprisePlan, root: Path, meta: dict[str, Any]) -> Path:
+    import json
+
+    from .._progress import progress
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    for day in progress(range(plan.days), desc="simulating", unit="day"):
+        frame = plan.day_frame(day)
+        label = pd.Timestamp(plan.start_ns + day * DAY, tz="UTC").strftime("%Y-%m-%d")
+        folder = root / f"day={label}"
+        folder.mkdir(exist_ok=True)
+        _write_parquet(frame, folder / "part-0.parquet", level=_DATASET_LEVEL)
+        rows += len(frame)
+        del frame
+    (root / "_simulation.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+    log.info("simulated %s rows into %s (one file per day)", f"{rows:,}", root)
+    return root
+
+
 def _stream(plan: EnterprisePlan, chunk_days: int, path: Path, meta: dict[str, Any]) -> Path:
     import json
 
-    import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = None
@@ -243,16 +304,7 @@ def _stream(plan: EnterprisePlan, chunk_days: int, path: Path, meta: dict[str, A
             for first in range(0, max(len(chunk), 1), _WRITE_ROWS):
                 table = _arrow(chunk.iloc[first : first + _WRITE_ROWS])
                 if writer is None:
-                    schema = table.schema.with_metadata({**(table.schema.metadata or {}), b"t1046lab.simulation": json.dumps(meta).encode()})
-                    # Sorted microsecond times delta-encode to a few bits a row.
-                    writer = pq.ParquetWriter(
-                        path,
-                        schema,
-                        compression="zstd",
-                        compression_level=9,
-                        use_dictionary=[c for c in schema.names if c != "event_start"],
-                        column_encoding={"event_start": "DELTA_BINARY_PACKED"},
-                    )
+                    writer = _writer(path, table.schema, {b"t1046lab.simulation": json.dumps(meta).encode()}, 9)
                 writer.write_table(table.cast(writer.schema), row_group_size=_WRITE_ROWS)
             rows += len(chunk)
             del chunk

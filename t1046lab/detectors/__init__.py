@@ -10,6 +10,7 @@ automatically.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -24,9 +25,11 @@ def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **p
 
     Parameters
     ----------
-    conns : DataFrame
+    conns : DataFrame, or iterator or list of DataFrame
         A canonical connections frame (from :func:`t1046lab.read` or ``schema.conform``).
-        It is not modified.
+        It is not modified. Chunks in time order (``read(path, chunksize=...)``) are
+        streamed by :func:`t1046lab.scale.streaming.stream_detect`, with the same alerts,
+        for the detectors that have a streaming form.
     detector : str
         A registered name; see :func:`list_detectors`.
     all_windows : bool, default False
@@ -41,6 +44,10 @@ def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **p
         ``alert``, ``scan_type``, ``first_alert_time``, ``attempts_to_alert``, ``explanation``),
         plus detector-specific columns after them.
     """
+    if isinstance(conns, (Iterator, list, tuple)):
+        from ..scale.streaming import stream_detect
+
+        return stream_detect(conns, detector, all_windows=all_windows, **params)
     info = get_detector(detector)
     resolved = info.resolve(params)
     return info.func(conns, all_windows=bool(all_windows), **resolved)

@@ -36,6 +36,10 @@ class DetectorInfo:
         never influence each other's alerts. Streaming and Dask runs split the data on it
         (every source's rows in one part) and get the in-memory result exactly. ``None``
         when no column does (state keyed by both ends of a connection).
+    origin_param : str, optional
+        A parameter that, left ``None``, anchors the detector's clock (epochs) on the
+        first ``event_start`` of the data. Partitioned runs set it to the first time of
+        the whole input, so every partition keeps the in-memory epochs.
     window_model : callable, optional
         For detectors that score window features: ``window_model(resolved_params)``
         returns ``(make_estimator, feature_names)``. Streaming and Dask runs then compute
@@ -50,6 +54,7 @@ class DetectorInfo:
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     partition_by: str | None = None
     window_model: Callable[[Mapping[str, Any]], tuple[Callable[[], Any], list[str]]] | None = None
+    origin_param: str | None = None
 
     def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated with ``params``; unknown names raise ``ValueError`` listing the known ones."""
@@ -83,16 +88,17 @@ def register_detector(
     choices: Mapping[str, tuple[Any, ...]] | None = None,
     partition_by: str | None = None,
     window_model: Callable[[Mapping[str, Any]], tuple[Callable[[], Any], list[str]]] | None = None,
+    origin_param: str | None = None,
 ) -> Callable[[Callable[..., pd.DataFrame]], Callable[..., pd.DataFrame]]:
     """Decorator registering ``func(conns, *, all_windows=False, **params)`` under ``name``.
 
-    See :class:`DetectorInfo` for ``partition_by`` and ``window_model``, which let the
+    See :class:`DetectorInfo` for ``partition_by``, ``origin_param`` and ``window_model``, which let the
     detector run on data larger than memory.
     """
 
     def decorate(func: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
         _REGISTRY[name] = DetectorInfo(
-            name, func, dict(params), description, source, dict(choices or {}), partition_by, window_model
+            name, func, dict(params), description, source, dict(choices or {}), partition_by, window_model, origin_param
         )
         return func
 

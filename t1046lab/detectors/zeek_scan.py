@@ -94,6 +94,7 @@ def failed_tcp(conns: pd.DataFrame) -> np.ndarray:
     NAME,
     params=PARAMS,
     partition_by="source_ip",
+    origin_param="epoch_origin",
     description="Zeek scan.zeek: failed TCP attempts, 25 hosts on a port or 15 ports on a host per 5-min SumStats epoch",
     source="zeek/zeek scripts/policy/misc/scan.zeek (SumStats)",
 )
