@@ -167,3 +167,20 @@ def test_sources_are_checked(tmp_path):
         list(iter_chunks(tmp_path / "empty"))
     with pytest.raises(TypeError, match="iterable of DataFrames"):
         list(iter_chunks([1, 2]))
+
+
+def test_cli_streams_a_dataset_directory_with_the_in_memory_alerts(tmp_path, capsys):
+    from t1046lab.cli import main
+
+    root = simulate_enterprise(n_hosts=30, days=1, scans=["vertical"], random_state=5, out=tmp_path / "ds")
+    single = tmp_path / "one.parquet"
+    simulate_enterprise(n_hosts=30, days=1, scans=["vertical"], random_state=5).to_parquet(single)
+    streamed, in_memory = tmp_path / "streamed.csv", tmp_path / "in_memory.csv"
+    # a directory streams by default (auto); a small file is read into memory
+    assert main(["detect", str(root), "-d", "zeek-scan", "--chunksize", "30000", "-o", str(streamed)]) == 0
+    out = capsys.readouterr().out
+    assert "connections scored" in out and "zeek-scan:" in out
+    assert main(["detect", str(single), "-d", "zeek-scan", "--engine", "pandas", "-o", str(in_memory)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(streamed), pd.read_csv(in_memory))
+    assert main(["detect", str(single), "-d", "snort-portscan", "--engine", "stream"]) != 0
+    assert "cannot stream exactly" in capsys.readouterr().err

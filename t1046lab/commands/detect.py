@@ -9,6 +9,9 @@ from typing import Any
 
 ORDER = 30
 
+#: ``--engine auto`` streams inputs larger than this (and directories).
+STREAM_ABOVE_BYTES = 512 * 2**20
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,6 +33,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all-windows", action="store_true", help="keep the rows that did not alert")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed input record")
     p.add_argument("-o", "--output", type=Path, help="write the alerts to OUT.csv or OUT.parquet")
+    p.add_argument(
+        "--engine", choices=("auto", "pandas", "stream", "dask"), default="auto",
+        help="pandas: read everything into memory; stream: chunk by chunk in bounded memory, same alerts; "
+        "dask: on a Dask cluster (pip install 't1046lab[dask]'); auto (default): stream when INPUT is a "
+        f"directory or larger than {STREAM_ABOVE_BYTES // 2**20:,} MiB and the detector can stream, else pandas",
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --engine dask: the scheduler to connect to (default: a local cluster)")
+    p.add_argument("--chunksize", type=int, default=1_000_000, help="rows per chunk when streaming (default 1,000,000)")
+    p.add_argument("--lateness", default="0s", help="when streaming: how far out of time order rows may arrive (e.g. 2min)")
     p.add_argument("--list", action="store_true", help="list the detectors and their default parameters, then exit")
     p.set_defaults(func=_cmd_detect)
 
@@ -93,20 +105,58 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         raise ValueError("give --detector NAME (see `t1046lab detect --list`)")
     if len(args.detector) > 1 and args.param:
         raise ValueError("--param applies to one detector; run one --detector at a time to pass parameters")
-    from ..io import read
-
-    conns = read(args.input, format=args.format, strict=args.strict)
+    engine = choose_engine(args.engine, args.input, args.detector)
     frames = []
-    for name in args.detector:
-        params = parse_params(args.param, name)
-        frames.append(detect(conns, detector=name, all_windows=args.all_windows, **params))
+    n_connections = None
+    if engine == "pandas":
+        from ..io import read
+
+        conns = read(args.input, format=args.format, strict=args.strict)
+        n_connections = len(conns)
+        for name in args.detector:
+            frames.append(detect(conns, detector=name, all_windows=args.all_windows, **parse_params(args.param, name)))
+    elif engine == "stream":
+        from ..scale.streaming import iter_chunks, stream_detect
+
+        for name in args.detector:
+            chunks = args.input if args.format in ("auto", "canonical") else iter_chunks(
+                args.input, format=args.format, strict=args.strict, chunksize=args.chunksize
+            )
+            alerts = stream_detect(chunks, name, all_windows=args.all_windows, chunksize=args.chunksize,
+                                   lateness=args.lateness, progress=True, **parse_params(args.param, name))
+            n_connections = alerts.attrs.get("streamed", {}).get("rows")
+            frames.append(alerts)
+    else:
+        from ..scale.dask_engine import detect_dask
+
+        for name in args.detector:
+            frames.append(detect_dask(args.input, name, all_windows=args.all_windows, scheduler=args.scheduler,
+                                      **parse_params(args.param, name)))
     alerts = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if args.output is not None:
         _write(alerts, args.output)
-    print(summarize_alerts(alerts, n_connections=len(conns)))
+    print(summarize_alerts(alerts, n_connections=n_connections))
     if args.output is not None:
         print(f"wrote {len(alerts):,} rows to {args.output}")
     return 0
+
+
+def choose_engine(engine: str, path: Path, detectors: list[str]) -> str:
+    """The engine ``--engine auto`` picks: stream large inputs when every detector can."""
+    from ..scale.streaming import has_streaming_form
+
+    if engine == "stream":
+        cannot = [d for d in detectors if not has_streaming_form(d)]
+        if cannot:
+            raise ValueError(f"{cannot} cannot stream exactly (state keyed by both ends of a connection); use --engine pandas")
+    if engine != "auto":
+        return engine
+    large = path.is_dir() or path.stat().st_size > STREAM_ABOVE_BYTES
+    if large and all(has_streaming_form(d) for d in detectors):
+        return "stream"
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, which only the stream and dask engines read; {detectors} cannot stream")
+    return "pandas"
 
 
 def _write(alerts: Any, path: Path) -> None:

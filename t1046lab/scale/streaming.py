@@ -51,6 +51,7 @@ __all__ = [
     "HISTORY_FEATURES",
     "LateRowError",
     "StreamingWindowFeatures",
+    "has_streaming_form",
     "iter_chunks",
     "iter_window_features",
     "stream_detect",
@@ -573,25 +574,44 @@ def stream_detect(
     Returns
     -------
     DataFrame
-        The alerts frame.
+        The alerts frame; ``attrs["streamed"]`` counts the rows and chunks read.
     """
     from ..detectors import get_detector
 
     info = get_detector(detector)
     resolved = info.resolve(params)
+    counts = {"rows": 0, "chunks": 0}
+
+    def counted(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for chunk in chunks:
+            counts["rows"] += len(chunk)
+            counts["chunks"] += 1
+            yield chunk
+
     if info.window_model is not None:
         features = feature_names(info, resolved)
         chunks = source if _is_chunks(source) else iter_chunks(source, chunksize=chunksize, columns=features, progress=progress)
-        return _window_detector(info, chunks, resolved, bool(all_windows), lateness)
-    if info.partition_by is not None:
+        alerts = _window_detector(info, counted(chunks), resolved, bool(all_windows), lateness)
+    elif info.partition_by is not None:
         if not isinstance(n_buckets, (int, np.integer)) or n_buckets < 1:
             raise ValueError(f"n_buckets must be a positive integer, got {n_buckets!r}")
         chunks = source if _is_chunks(source) else iter_chunks(source, chunksize=chunksize, progress=progress)
-        return _partitioned_detector(info, chunks, resolved, bool(all_windows), int(n_buckets), spill_dir)
-    raise ValueError(
-        f"detector {detector!r} has no exact streaming form (its state is not keyed by one column and it does not "
-        "score window features); run it in memory with t1046lab.detect"
-    )
+        alerts = _partitioned_detector(info, counted(chunks), resolved, bool(all_windows), int(n_buckets), spill_dir)
+    else:
+        raise ValueError(
+            f"detector {detector!r} has no exact streaming form (its state is not keyed by one column and it does not "
+            "score window features); run it in memory with t1046lab.detect"
+        )
+    alerts.attrs["streamed"] = dict(counts)
+    return alerts
+
+
+def has_streaming_form(detector: str) -> bool:
+    """Whether :func:`stream_detect` can run ``detector`` exactly."""
+    from ..detectors import get_detector
+
+    info = get_detector(detector)
+    return info.window_model is not None or info.partition_by is not None
 
 
 def feature_names(info: Any, resolved: dict[str, Any]) -> list[str]:
