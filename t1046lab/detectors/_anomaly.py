@@ -268,11 +268,17 @@ def alerts_from_scores(
     closes); ``attempts_to_alert`` is the window's attempt count when ``conn_count`` is a
     feature column.
     """
-    entity = features.index.get_level_values(0).astype(str)
+    score = -np.asarray(decision, dtype=float)
+    if not all_windows:
+        # build the frame for the alerting windows only: most windows do not alert
+        keep = np.flatnonzero(score > 0)
+        features, score = features.iloc[keep], score[keep]
+        explanations = np.asarray(explanations, dtype=object)[keep]
+        scan_type = None if scan_type is None else np.asarray(scan_type, dtype=object)[keep]
+    entity = features.index.get_level_values(0).astype(str).to_numpy(dtype=object)
     start = pd.DatetimeIndex(features.index.get_level_values(-1))
     start = start.tz_localize("UTC") if start.tz is None else start.tz_convert("UTC")
     end = start + pd.Timedelta(window)
-    score = -np.asarray(decision, dtype=float)
     alert = score > 0
     attempts = pd.array(
         features["conn_count"].round().to_numpy() if "conn_count" in features else [None] * len(features), dtype="Int64"
@@ -280,7 +286,7 @@ def alerts_from_scores(
     attempts[~alert] = pd.NA
     frame = make_alerts(
         {
-            "entity": list(entity),
+            "entity": entity,
             "window_start": start,
             "window_end": end,
             "score": score,
@@ -288,7 +294,7 @@ def alerts_from_scores(
             "scan_type": [s if a else None for s, a in zip(scan_type, alert)] if scan_type is not None else [None] * len(alert),
             "first_alert_time": end.where(alert),
             "attempts_to_alert": attempts,
-            "explanation": list(explanations),
+            "explanation": np.asarray(explanations, dtype=object),
         },
         detector=detector,
     )

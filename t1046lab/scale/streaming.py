@@ -331,12 +331,22 @@ class StreamingWindowFeatures:
         k_open = (watermark - self._window_ns) // self._slide_ns + 1  # windows below it are complete
         out = self._compute(buffer.iloc[:0], 0, 0)
         if self._k_emitted is None or k_open > self._k_emitted:
-            in_closed = times < (k_open - 1) * self._slide_ns + self._window_ns
-            if in_closed.any():
-                out = self._compute(buffer[in_closed] if not in_closed.all() else buffer, self._k_emitted, k_open)
+            closed_end = (k_open - 1) * self._slide_ns + self._window_ns
+            open_start = k_open * self._slide_ns
+            if _is_sorted(times):
+                # time-ordered input (the usual case): prefix and suffix slices, no copies
+                n_closed = int(np.searchsorted(times, closed_end, side="left"))
+                first_open = int(np.searchsorted(times, open_start, side="left"))
+                if n_closed:
+                    out = self._compute(buffer.iloc[:n_closed], self._k_emitted, k_open)
+                buffer, times = buffer.iloc[first_open:], times[first_open:]
+            else:
+                in_closed = times < closed_end
+                if in_closed.any():
+                    out = self._compute(buffer[in_closed] if not in_closed.all() else buffer, self._k_emitted, k_open)
+                keep = times >= open_start
+                buffer, times = buffer[keep], times[keep]
             self._k_emitted = k_open
-            keep = times >= k_open * self._slide_ns
-            buffer, times = buffer[keep], times[keep]
         self._carry, self._carry_t = buffer, times
         self.carried_rows_ = len(buffer)
         return out
@@ -357,6 +367,10 @@ class StreamingWindowFeatures:
         self._carry, self._carry_t = None, np.empty(0, dtype=np.int64)
         self.carried_rows_ = 0
         return out
+
+
+def _is_sorted(times: np.ndarray) -> bool:
+    return len(times) < 2 or bool(np.all(times[1:] >= times[:-1]))
 
 
 def _empty_like(frame: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
