@@ -169,29 +169,26 @@ def score_windows(
     if feats.empty:
         return empty_alerts()
     columns = list(columns)
+    scored = feats[columns]
     if model is not None:
         estimator = _model(model, type(make()))
     else:
         if baseline_features is None and len(feats) < MIN_SELF_FIT_WINDOWS:
             _fallback_baseline(len(feats), detector)
             base = _reference_features(str(window), by, tuple(columns))
-        elif baseline_features is None:
-            base = feats[columns]
         else:
-            base = baseline_features[columns]
+            base = scored if baseline_features is None else baseline_features[columns]
         estimator = make().fit(base)
-    scored = feats[columns]
+        del base
     decision = estimator.decision_function(scored)
     alert = decision < 0
     explanations = np.full(len(feats), "", dtype=object)
     if alert.any() or all_windows:
         rows = np.flatnonzero(alert) if not all_windows else np.arange(len(feats))
         explanations[rows] = estimator.explain(scored.iloc[rows]).to_numpy(dtype=object)
-    scan_type = infer_scan_type(feats[list(CONTEXT_FEATURES)])
-    frame = scored.copy()
-    if "conn_count" not in frame:
-        frame["conn_count"] = feats["conn_count"]
-    return alerts_from_scores(frame, decision, explanations, detector=detector, window=window, scan_type=scan_type, all_windows=all_windows)
+    # feats holds the context features (conn_count, ...) that scan types and attempts read
+    return alerts_from_scores(feats, decision, explanations, detector=detector, window=window,
+                              scan_type=infer_scan_type(feats), all_windows=all_windows)
 
 
 def _port_entropy_model(p: Any) -> tuple[Callable[[], WindowAnomalyDetector], list[str]]:
