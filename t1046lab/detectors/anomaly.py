@@ -186,9 +186,13 @@ def score_windows(
     if alert.any() or all_windows:
         rows = np.flatnonzero(alert) if not all_windows else np.arange(len(feats))
         explanations[rows] = estimator.explain(scored.iloc[rows]).to_numpy(dtype=object)
+    # only alerting windows get a scan type: naming every window would cost a string per window
+    scan_type = np.full(len(feats), None, dtype=object)
+    fired = np.flatnonzero(alert)
+    scan_type[fired] = infer_scan_type(feats.iloc[fired])
     # feats holds the context features (conn_count, ...) that scan types and attempts read
     return alerts_from_scores(feats, decision, explanations, detector=detector, window=window,
-                              scan_type=infer_scan_type(feats), all_windows=all_windows)
+                              scan_type=scan_type, all_windows=all_windows)
 
 
 def _port_entropy_model(p: Any) -> tuple[Callable[[], WindowAnomalyDetector], list[str]]:

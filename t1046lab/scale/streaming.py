@@ -79,7 +79,14 @@ class LateRowError(ValueError):
 def _parquet_files(path: Path) -> list[Path]:
     if path.is_dir():
         # Sorted relative paths: day=YYYY-MM-DD folders sort in time order.
-        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith(("_", ".")))
+        import os
+
+        files = sorted(
+            Path(folder) / name
+            for folder, _, names in os.walk(path, followlinks=True)
+            for name in names
+            if name.endswith(".parquet") and not name.startswith(("_", "."))
+        )
         if not files:
             raise FileNotFoundError(f"{path}: directory holds no .parquet files")
         return files
@@ -115,22 +122,74 @@ def _iter_parquet(path: Path, columns: Sequence[str] | None, chunksize: int, sho
     from .._progress import progress, progress_enabled
 
     files = _parquet_files(path)
-    handles = [pq.ParquetFile(f) for f in files]
-    total = sum(h.metadata.num_rows for h in handles)
+    total = sum(pq.read_metadata(f).num_rows for f in files)
     bar = progress(total=total, desc=f"reading {path.name}", unit="row", disable=not (show_progress and progress_enabled()))
+
+    def batches() -> Iterator[Any]:
+        for file in files:
+            # one file open at a time: an open reader keeps its buffered pages
+            with pq.ParquetFile(file) as handle:
+                names = handle.schema_arrow.names
+                if "event_start" not in names:
+                    raise schema.SchemaError([f"{file}: parquet file lacks the canonical column 'event_start'"])
+                wanted = None if columns is None else [c for c in names if c in set(columns)]
+                yield from handle.iter_batches(batch_size=chunksize, columns=wanted)
+
     try:
-        for file, handle in zip(files, handles):
-            names = handle.schema_arrow.names
-            missing = [c for c in ("event_start",) if c not in names]
-            if missing:
-                raise schema.SchemaError([f"{file}: parquet file lacks canonical columns {missing}"])
-            wanted = None if columns is None else [c for c in names if c in set(columns)]
-            for batch in handle.iter_batches(batch_size=chunksize, columns=wanted):
-                frame = _canonical_columns(batch.to_pandas())
-                bar.update(len(frame))
-                yield frame
+        for batch in _prefetch(batches(), depth=1):
+            frame = _canonical_columns(batch.to_pandas())
+            bar.update(len(frame))
+            yield frame
     finally:
         bar.close()
+
+
+def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Iterate ``items`` on a background thread, at most ``depth`` ahead.
+
+    Parquet decoding releases the GIL, so the next chunk is read on the second core while
+    this one's features are computed; the bound keeps memory at ``depth + 1`` chunks.
+    """
+    import queue
+    import threading
+
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put((done, None))
+        except BaseException as exc:  # re-raised in the consumer, with its traceback
+            buffer.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="t1046lab-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.1)
 
 
 def iter_chunks(
@@ -369,6 +428,22 @@ class StreamingWindowFeatures:
         return out
 
 
+def _release_memory() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them after many mid-sized frees).
+
+    Streaming frees one chunk's arrays after another; without this the resident size
+    stays at the high-water mark of the chunk phase while the next phase allocates more.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to do
+        pass
+
+
 def _is_sorted(times: np.ndarray) -> bool:
     return len(times) < 2 or bool(np.all(times[1:] >= times[:-1]))
 
@@ -399,9 +474,53 @@ def iter_window_features(
 
 
 def _concat_sorted(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    parts = [p for p in parts if len(p)] or parts[:1]
-    frame = parts[0] if len(parts) == 1 else pd.concat(parts)
-    return frame.sort_index(kind="stable") if len(parts) > 1 else frame
+    """Feature batches as one frame sorted by (entity, window), as the in-memory function returns it.
+
+    Batches cover disjoint, increasing window ranges and are each sorted, so the order is
+    a stable sort on the entity alone. The values are scattered into one preallocated
+    array and each batch is released as soon as it is copied (``parts`` is emptied): the
+    peak is the batches plus the result, not the three copies of concatenate-then-sort.
+    """
+    nonempty = [p for p in parts if len(p)] or parts[:1]
+    parts.clear()
+    if len(nonempty) == 1:
+        return nonempty[0]
+    first = nonempty[0]
+    columns, names = first.columns, first.index.names
+    entity_levels = first.index.levels[0].append([p.index.levels[0] for p in nonempty[1:]]).unique()
+    rank_of = np.empty(len(entity_levels), dtype=np.int64)
+    rank_of[np.asarray(entity_levels.argsort(), dtype=np.int64)] = np.arange(len(entity_levels))
+    ranks, windows = [], []
+    for p in nonempty:
+        ranks.append(rank_of[entity_levels.get_indexer(p.index.levels[0])][p.index.codes[0]])
+        windows.append(p.index.get_level_values(1).asi8)
+    rank, window = np.concatenate(ranks), np.concatenate(windows)
+    del ranks, windows
+    order = np.lexsort((window, rank))
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    values = np.empty((len(order), len(columns)), dtype=np.float64)
+    offset = 0
+    for i, p in enumerate(nonempty):
+        values[position[offset : offset + len(p)]] = p.to_numpy(dtype=np.float64)
+        offset += len(p)
+        nonempty[i] = None  # release the batch
+    del position
+    rank, window = rank[order], window[order]
+    used, entity_codes = np.unique(rank, return_inverse=True)
+    by_rank = np.empty(len(entity_levels), dtype=np.int64)
+    by_rank[rank_of] = np.arange(len(entity_levels))
+    window_levels, window_codes = np.unique(window, return_inverse=True)
+    index = pd.MultiIndex(
+        levels=[
+            entity_levels[by_rank[used]],
+            pd.DatetimeIndex(pd.to_datetime(window_levels, unit="ns", utc=True)).as_unit("ns"),
+        ],
+        codes=[entity_codes, window_codes],
+        names=names,
+        verify_integrity=False,
+    )
+    return pd.DataFrame(values, index=index, columns=columns, copy=False)
 
 
 def stream_window_features(
@@ -470,7 +589,10 @@ def _window_detector(info: Any, chunks: Iterable[pd.DataFrame], params: dict[str
             times = chunk["event_start"]
             base_parts.append(base_acc.update(chunk[(times >= span[0]) & (times < span[1])]))
     parts.append(acc.flush())
+    del acc
+    _release_memory()
     feats = _concat_sorted(parts)
+    _release_memory()
     if base_acc is not None:
         base_parts.append(base_acc.flush())
         base_feats = _concat_sorted(base_parts)
