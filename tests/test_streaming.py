@@ -184,3 +184,18 @@ def test_cli_streams_a_dataset_directory_with_the_in_memory_alerts(tmp_path, cap
     pd.testing.assert_frame_equal(pd.read_csv(streamed), pd.read_csv(in_memory))
     assert main(["detect", str(single), "-d", "snort-portscan", "--engine", "stream"]) != 0
     assert "cannot stream exactly" in capsys.readouterr().err
+
+
+def test_a_bad_file_in_a_dataset_is_named_and_reading_stops_cleanly(tmp_path):
+    root = simulate_enterprise(n_hosts=30, days=2, scans=None, random_state=1, out=tmp_path / "ds")
+    bad = root / "day=2026-01-07"
+    bad.mkdir()
+    pd.DataFrame({"when": [1, 2]}).to_parquet(bad / "part-0.parquet")
+    with pytest.raises(t1046lab.schema.SchemaError, match="day=2026-01-07.*event_start"):
+        for _ in iter_chunks(root, chunksize=10_000):
+            pass
+    # leaving early stops the background reader instead of hanging
+    chunks = iter_chunks(root, chunksize=1_000)
+    first = next(chunks)
+    chunks.close()
+    assert len(first) == 1_000
