@@ -119,9 +119,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         from ..scale.streaming import iter_chunks, stream_detect
 
         for name in args.detector:
-            chunks = args.input if args.format in ("auto", "canonical") else iter_chunks(
-                args.input, format=args.format, strict=args.strict, chunksize=args.chunksize
-            )
+            chunks = iter_chunks(args.input, format=args.format, strict=args.strict, chunksize=args.chunksize,
+                                 columns=stream_columns(name, parse_params(args.param, name)), progress=True)
             alerts = stream_detect(chunks, name, all_windows=args.all_windows, chunksize=args.chunksize,
                                    lateness=args.lateness, progress=True, **parse_params(args.param, name))
             n_connections = alerts.attrs.get("streamed", {}).get("rows")
@@ -139,6 +138,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if args.output is not None:
         print(f"wrote {len(alerts):,} rows to {args.output}")
     return 0
+
+
+def stream_columns(detector: str, params: dict[str, Any]) -> list[str] | None:
+    """Columns a streamed window detector reads (parquet input decodes only these); None for all."""
+    from ..detectors import get_detector
+    from ..scale.streaming import feature_names
+
+    info = get_detector(detector)
+    return feature_names(info, info.resolve(params)) if info.window_model is not None else None
 
 
 def choose_engine(engine: str, path: Path, detectors: list[str]) -> str:

@@ -241,9 +241,17 @@ def iter_chunks(
             return
         if path.is_dir():
             raise ValueError(f"{path}: only directories of canonical parquet files can be streamed")
+        from .._progress import progress as bar_of, progress_enabled
         from ..io import iter_read
 
-        yield from iter_read(path, format, strict=strict, chunksize=chunksize)
+        # text formats do not know their record count up front: the bar counts rows
+        bar = bar_of(desc=f"reading {path.name}", unit="row", disable=not (progress and progress_enabled()))
+        try:
+            for chunk in iter_read(path, format, strict=strict, chunksize=chunksize):
+                bar.update(len(chunk))
+                yield chunk
+        finally:
+            bar.close()
         return
     if isinstance(source, Iterable):
         for chunk in source:
