@@ -832,7 +832,8 @@ def window_features(
     ----------
     conns : DataFrame
         A canonical connections frame (see :mod:`t1046lab.schema`); only the columns the
-        selected features need are read, and the frame is never modified.
+        selected features need are read, and the frame is never modified. A dask DataFrame
+        gives a dask DataFrame (:func:`t1046lab.scale.dask_engine.window_features_dask`).
     window : str or Timedelta, default "5min"
         Window length. Windows are aligned on the Unix epoch in UTC.
     by : str, default "source_ip"
@@ -866,6 +867,10 @@ def window_features(
     >>> feats = window_features(conns, window="5min")                      # doctest: +SKIP
     >>> feats = window_features(conns, by="destination_ip", features=["distinct_peers"])  # doctest: +SKIP
     """
+    if type(conns).__module__.startswith("dask"):  # dask imported only for a dask frame
+        from .scale.dask_engine import window_features_dask
+
+        return window_features_dask(conns, window=window, by=by, features=features, slide=slide)
     if not isinstance(conns, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(conns).__name__}")
     selected = get_features(features)

@@ -26,7 +26,8 @@ def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **p
     ----------
     conns : DataFrame
         A canonical connections frame (from :func:`t1046lab.read` or ``schema.conform``).
-        It is not modified.
+        It is not modified. A dask DataFrame runs on Dask
+        (:func:`t1046lab.scale.dask_engine.detect_dask`) and returns the same pandas frame.
     detector : str
         A registered name; see :func:`list_detectors`.
     all_windows : bool, default False
@@ -41,6 +42,10 @@ def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **p
         ``alert``, ``scan_type``, ``first_alert_time``, ``attempts_to_alert``, ``explanation``),
         plus detector-specific columns after them.
     """
+    if type(conns).__module__.startswith("dask"):  # dask imported only for a dask frame
+        from ..scale.dask_engine import detect_dask
+
+        return detect_dask(conns, detector, all_windows=all_windows, **params)
     info = get_detector(detector)
     resolved = info.resolve(params)
     return info.func(conns, all_windows=bool(all_windows), **resolved)
