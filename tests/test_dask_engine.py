@@ -51,9 +51,13 @@ def day_dir(conns, tmp_path_factory):
 
 
 def layouts(caplog) -> list[str]:
-    """The layouts window_features_dask logged: "map" or "shuffle" per call."""
-    return ["map" if "no shuffle" in r.getMessage() else "shuffle" for r in caplog.records
-            if r.name == LOGGER and r.getMessage().startswith("window_features_dask")]
+    """The layouts window_features_dask logged, one per call: "map", "boundary" or "shuffle"."""
+    found = []
+    for r in caplog.records:
+        text = r.getMessage()
+        if r.name == LOGGER and text.startswith("window_features_dask"):
+            found.append("boundary" if "boundary rows" in text else "map" if "mapped per partition" in text else "shuffle")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +104,7 @@ def test_sliding_windows_across_day_boundaries(client, day_dir, day_conns, caplo
     # 10-minute windows every 5 minutes: the window starting at 23:55 holds rows of two days.
     with caplog.at_level(logging.INFO, logger=LOGGER):
         got = window_features_dask(ddf, window="10min", slide="5min").compute().sort_index()
-    assert layouts(caplog) == ["shuffle"]
+    assert layouts(caplog) == ["boundary"]
     expected = window_features(day_conns, window="10min", slide="5min")
     assert (expected.index.get_level_values("window_start").strftime("%H:%M") == "23:55").any()
     pd.testing.assert_frame_equal(got, expected)
@@ -112,7 +116,19 @@ def test_windows_that_divide_a_day_need_no_shuffle(client, day_dir, day_conns, c
         for window in ("1h", "7h"):  # 7 h windows do not divide a day: one spans each midnight
             got = window_features_dask(ddf, window=window, features="minimal").compute().sort_index()
             pd.testing.assert_frame_equal(got, window_features(day_conns, window=window, features="minimal"))
-    assert layouts(caplog) == ["map", "shuffle"]
+    assert layouts(caplog) == ["map", "boundary"]
+
+
+def test_time_ordered_partitions_cut_inside_windows(client, day_conns, caplog):
+    # Contiguous row ranges of time-sorted data (what row-group splits of a day file give):
+    # windows straddle the cuts, and only their rows move to a neighbour.
+    part = day_conns.iloc[:150_000]
+    ddf = dd.from_pandas(part, npartitions=5, sort=True)
+    assert plan_layout(ddf, window="15min", features="minimal") == "boundary"
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        got = window_features_dask(ddf, window="15min", features="minimal").compute().sort_index()
+    assert layouts(caplog) == ["boundary"]
+    pd.testing.assert_frame_equal(got, window_features(part, window="15min", features="minimal"))
 
 
 def test_history_features_shuffle_even_for_day_partitions(client, day_dir, caplog):

@@ -6,19 +6,24 @@ pandas result of the same rows, exactly.
 
 Partitioning (no window may straddle two partitions)
     Features of an (entity, window) depend only on that entity's rows in that window, so
-    either of two layouts gives the exact result:
+    any layout that gives every window all of its rows in one partition is exact. From each
+    partition's first and last ``event_start`` (a pass that usually reads that one column)
+    one of three is chosen:
 
-    * **map** (no shuffle): the partitions already hold disjoint sets of windows, e.g. one
-      parquet file per day with tumbling windows that divide a day. It is checked cheaply,
-      from each partition's first and last ``event_start`` (a pass reading that one column),
-      and ``window_features`` is mapped over the partitions as they are.
-    * **shuffle**: otherwise (unknown layout, sliding windows crossing a partition boundary,
-      or the ``expensive`` history features, which look at an entity's whole history), the
-      rows are shuffled on the entity column so that each entity's rows share a partition.
-      A row id taken before the shuffle restores the original row order inside each
-      partition, so ties in time break as they do in memory.
+    * **map**: the partitions already hold disjoint sets of windows (one parquet file per
+      day with tumbling windows that divide a day): ``window_features`` runs on each
+      partition as it is; nothing moves.
+    * **boundary**: the partitions are ordered in time and share only the windows at their
+      edges (a day file read as several row groups, sliding windows spanning midnight):
+      each partition owns the windows that start from its first event up to the next
+      partition's, and takes the few rows of those windows it lacks from its neighbours.
+    * **shuffle**: anything else (partitions in no time order), or the ``expensive`` history
+      features, which look at an entity's whole history: the rows are shuffled on the
+      entity column so that each entity's rows share a partition. A row id taken before
+      the shuffle restores the original row order inside each partition, so ties in time
+      break as they do in memory.
 
-    The choice is logged on the ``t1046lab`` logger (INFO) and :func:`plan_layout` returns it.
+    The choice is logged on the ``t1046lab`` logger (INFO); :func:`plan_layout` returns it.
 
 Detectors
     * Window-model detectors (``port-entropy``, ``iforest``, ``role-baseline``): features on
@@ -37,6 +42,7 @@ Detectors
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -189,44 +195,138 @@ def _disjoint(ranges: list[tuple[int, int]]) -> bool:
     return all(b[0] > a[1] for a, b in zip(ranges, ranges[1:]))
 
 
+_NEG, _POS = -(1 << 62), 1 << 62  # open ends of time and window-id intervals
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Layout, and for ``"boundary"`` what each output partition reads.
+
+    ``tasks[i] = (sources, start_ns, end_ns, k_lo, k_hi)``: output partition ``i`` takes the
+    rows of partitions ``sources`` with ``start_ns <= event_start < end_ns`` and keeps the
+    windows ``k_lo <= k < k_hi`` (every row of those windows is among the rows it took).
+    """
+
+    layout: str
+    tasks: tuple[tuple[tuple[int, ...], int, int, int, int], ...] = ()
+
+
+def _boundary_tasks(ranges: Sequence[tuple[int, int] | None], window_ns: int, slide_ns: int) -> tuple[list[Any], int]:
+    """Give each partition the windows starting from its first event up to the next partition's.
+
+    Returns the tasks (see :class:`_Plan`) and how many (partition, other partition) reads
+    they need: 0 when the partitions are disjoint in windows, about one per boundary for
+    time-ordered partitions (day files split into row groups, sliding windows at midnight).
+    """
+    known = [i for i, r in enumerate(ranges) if r is not None]
+    order = sorted(known, key=lambda i: ranges[i][0])
+    k_start = {i: (_NEG if pos == 0 else ranges[i][0] // slide_ns) for pos, i in enumerate(order)}
+    tasks: list[Any] = [((i,), _NEG, _POS, _NEG, _POS) for i in range(len(ranges))]  # no times: own rows only
+    links = 0
+    for pos, i in enumerate(order):
+        k_lo = k_start[i]
+        k_hi = k_start[order[pos + 1]] if pos + 1 < len(order) else _POS
+        start = _NEG if k_lo == _NEG else k_lo * slide_ns
+        end = _POS if k_hi == _POS else (k_hi - 1) * slide_ns + window_ns
+        sources = tuple(j for j in known if j == i or (ranges[j][1] >= start and ranges[j][0] < end))
+        links += len(sources) - 1
+        tasks[i] = (sources, start, end, k_lo, k_hi)
+    return tasks, links
+
+
 def _range_frame(part: pd.DataFrame) -> pd.DataFrame:
     found = _time_range(part["event_start"])
     lo, hi = found if found is not None else (-1, -2)
     return pd.DataFrame({"lo": [lo], "hi": [hi]}, dtype=np.int64)
 
 
-def _partition_time_ranges(ddf: Any) -> list[tuple[int, int] | None]:
-    """First and last event time of every partition ``ddf`` is computed in.
+def _partition_time_ranges(ddf: Any, parts: list[Any]) -> list[tuple[int, int] | None]:
+    """First and last event time of each of ``parts`` (``ddf.to_delayed()``).
 
     Reading ``event_start`` alone is cheapest, but Dask fuses parquet partitions when few
-    columns are read, so that read may see coarser partitions than the computation on
-    all of ``ddf``'s columns. It is used only when its partitions are the same;
-    otherwise the ranges come from ``ddf`` itself (one extra read of its columns).
+    columns are read, so that read may see coarser partitions than ``parts``. Fusion joins
+    consecutive partitions in a way fixed by the two counts, so the one-column read is used
+    when it yields as many partitions; otherwise the ranges come from ``parts`` themselves
+    (one extra read of the columns the computation needs).
     """
-    computed = ddf.optimize().npartitions
-    one_column = ddf[["event_start"]]
-    source = one_column if one_column.optimize().npartitions == computed else ddf
-    ranges = source.map_partitions(_range_frame, meta=_range_frame(ddf._meta)).compute()
-    return [(int(lo), int(hi)) if lo <= hi else None for lo, hi in zip(ranges["lo"], ranges["hi"])]
+    import dask
+
+    ranges = ddf[["event_start"]].map_partitions(_range_frame, meta=_range_frame(ddf._meta)).compute()
+    if len(ranges) == len(parts):
+        pairs = list(zip(ranges["lo"], ranges["hi"]))
+    else:
+        pairs = [(f["lo"].iloc[0], f["hi"].iloc[0]) for f in dask.compute(*[dask.delayed(_range_frame)(p) for p in parts])]
+    return [(int(lo), int(hi)) if lo <= hi else None for lo, hi in pairs]
+
+
+def _plan(ddf: Any, parts: list[Any], window_ns: int, slide_ns: int, features: str | Sequence[str]) -> _Plan:
+    if any("expensive" in f.tags for f in get_features(features)):
+        return _Plan("shuffle")
+    if len(parts) == 1:
+        return _Plan("map")
+    ranges = _partition_time_ranges(ddf, parts)
+    if _disjoint(_window_id_ranges(ranges, window_ns, slide_ns)):
+        return _Plan("map")
+    if not _time_ordered(ranges):
+        return _Plan("shuffle")
+    tasks, links = _boundary_tasks(ranges, window_ns, slide_ns)
+    return _Plan("boundary", tuple(tasks)) if links <= 2 * len(tasks) else _Plan("shuffle")
+
+
+def _time_ordered(ranges: Sequence[tuple[int, int] | None]) -> bool:
+    """Partitions follow one another in time, overlapping their neighbour by at most a tenth.
+
+    Then the boundary layout moves few rows; partitions in no time order (each spanning the
+    whole period) are better shuffled on the entity, which moves each row once.
+    """
+    spans = sorted(r for r in ranges if r is not None)
+    for (lo_a, hi_a), (lo_b, hi_b) in zip(spans, spans[1:]):
+        overlap = min(hi_a, hi_b) - lo_b
+        if overlap > 0.1 * max(min(hi_a - lo_a, hi_b - lo_b), 1):
+            return False
+    return True
 
 
 def plan_layout(ddf: Any, window: WindowLike = "5min", features: str | Sequence[str] = "default", slide: WindowLike | None = None) -> str:
-    """How :func:`window_features_dask` partitions ``ddf``: ``"map"`` or ``"shuffle"``.
+    """How :func:`window_features_dask` partitions ``ddf``: ``"map"``, ``"boundary"`` or ``"shuffle"``.
 
-    ``"map"`` when every partition holds whole windows no other partition touches (checked
-    from each partition's first and last ``event_start``, usually a pass reading that one
-    column) and no selected feature looks at history; ``"shuffle"`` (on the entity column)
-    otherwise. ``ddf`` should hold only the columns the computation reads (as
+    * ``"map"``: every partition holds whole windows no other partition touches; nothing moves.
+    * ``"boundary"``: partitions are ordered in time and share only the windows at their
+      boundaries (a day file read as several row groups, sliding windows spanning
+      midnight); each partition gets the few rows of its boundary windows from its
+      neighbours.
+    * ``"shuffle"``: anything else, or features that look at history: rows are shuffled
+      on the entity column.
+
+    Deciding reads each partition's first and last ``event_start`` (usually a pass over that
+    one column). ``ddf`` should hold only the columns the computation reads (as
     :func:`window_features_dask` passes it): the parquet partitions Dask reads depend on them.
     """
     window_ns = to_timedelta_ns(window)
     slide_ns = window_ns if slide is None else to_timedelta_ns(slide, name="slide")
-    if any("expensive" in f.tags for f in get_features(features)):
-        return "shuffle"
-    if ddf.optimize().npartitions == 1:
-        return "map"
-    ranges = _partition_time_ranges(ddf)
-    return "map" if _disjoint(_window_id_ranges(ranges, window_ns, slide_ns)) else "shuffle"
+    return _plan(ddf, ddf.to_delayed(), window_ns, slide_ns, features).layout
+
+
+def _rows_between(part: pd.DataFrame, start: int, end: int, own: bool) -> pd.DataFrame:
+    """Rows with ``start <= event_start < end`` (and, in their own partition, rows without a time)."""
+    if start == _NEG and end == _POS and own:
+        return part
+    t = pd.DatetimeIndex(part["event_start"]).as_unit("ns")
+    missing = t.isna()
+    ns = t.asi8
+    keep = (ns >= start) & (ns < end) & ~missing
+    if own:
+        keep |= missing  # window_features warns about them, once
+    return part if keep.all() else part[keep]
+
+
+def _boundary_features(pieces: list[pd.DataFrame], k_lo: int, k_hi: int, window: WindowLike, by: str,
+                       features: list[str], slide: WindowLike | None, slide_ns: int) -> pd.DataFrame:
+    rows = pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
+    feats = window_features(rows, window=window, by=by, features=features, slide=slide)
+    k = pd.DatetimeIndex(feats.index.get_level_values("window_start")).asi8 // slide_ns
+    keep = (k >= k_lo) & (k < k_hi)  # windows outside are partial here, whole in a neighbour
+    return feats if keep.all() else feats[keep]
 
 
 def _add_row_ids(part: pd.DataFrame, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -280,9 +380,10 @@ def window_features_dask(
     (values, dtypes and index). Only the columns the features need are read.
 
     Partitions already disjoint in window ids (day files with tumbling windows that divide a
-    day) are mapped as they are, with no shuffle; otherwise (unknown layout, sliding windows
-    crossing a partition boundary, ``expensive`` history features) rows are shuffled on
-    ``by`` so each entity's rows share a partition. The choice is logged (INFO) and
+    day) are mapped as they are; time-ordered partitions that share boundary windows pass
+    those windows' rows to a neighbour; otherwise (partitions in no time order, the
+    ``expensive`` history features) rows are shuffled on ``by`` so each entity's rows share
+    a partition. The choice (``"map"``, ``"boundary"``, ``"shuffle"``) is logged (INFO) and
     available beforehand from :func:`plan_layout`; deciding reads the ``event_start``
     column once.
 
@@ -310,16 +411,28 @@ def window_features_dask(
         raise ValueError(f"slide={slide!r} is longer than window={window!r}: events between windows would be lost")
     ddf = ddf[_needed_columns(list(ddf.columns), by, names)]
     meta = window_features(ddf._meta, window=window, by=by, features=names, slide=slide)
-    layout = plan_layout(ddf, window, names, slide)
-    if layout == "map":
-        logger.info("window_features_dask: %d partitions hold disjoint windows; mapped per partition, no shuffle", ddf.npartitions)
-        source, shuffled = ddf, False
-    else:
-        logger.info("window_features_dask: partitions share windows (or history features were asked for); "
+    # The partitions as they will be computed: planned and computed on the same ones.
+    parts = ddf.to_delayed()
+    plan = _plan(ddf, parts, window_ns, slide_ns, names)
+    if plan.layout == "shuffle":
+        logger.info("window_features_dask: partitions in no time order (or history features asked for); "
                     "shuffling %d partitions on %r", ddf.npartitions, by)
-        source, shuffled = _shuffle_on(ddf, by), True
-    return source.map_partitions(_features_part, window, by, names, slide, shuffled, meta=meta,
-                                 enforce_metadata=False, clear_divisions=True)
+        return _shuffle_on(ddf, by).map_partitions(_features_part, window, by, names, slide, True, meta=meta,
+                                                   enforce_metadata=False, clear_divisions=True)
+    import dask
+    import dask.dataframe as dd
+
+    if plan.layout == "map":
+        logger.info("window_features_dask: %d partitions hold disjoint windows; mapped per partition, no shuffle", len(parts))
+        out = [dask.delayed(_features_part)(p, window, by, names, slide, False) for p in parts]
+    else:
+        logger.info("window_features_dask: %d time-ordered partitions share boundary windows; "
+                    "boundary rows copied to their neighbours, no shuffle", len(parts))
+        out = []
+        for i, (sources, start, end, k_lo, k_hi) in enumerate(plan.tasks):
+            pieces = [dask.delayed(_rows_between)(parts[j], start, end, j == i) for j in sources]
+            out.append(dask.delayed(_boundary_features)(pieces, k_lo, k_hi, window, by, names, slide, slide_ns))
+    return dd.from_delayed(out, meta=meta, verify_meta=False)
 
 
 # --- detectors --------------------------------------------------------------------------
