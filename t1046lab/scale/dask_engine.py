@@ -243,19 +243,17 @@ def _range_frame(part: pd.DataFrame) -> pd.DataFrame:
 def _partition_time_ranges(ddf: Any, parts: list[Any]) -> list[tuple[int, int] | None]:
     """First and last event time of each of ``parts`` (``ddf.to_delayed()``).
 
-    Reading ``event_start`` alone is cheapest, but Dask fuses parquet partitions when few
-    columns are read, so that read may see coarser partitions than ``parts``. Fusion joins
-    consecutive partitions in a way fixed by the two counts, so the one-column read is used
-    when it yields as many partitions; otherwise the ranges come from ``parts`` themselves
-    (one extra read of the columns the computation needs).
+    Reading ``event_start`` alone is cheapest. Dask may fuse parquet partitions when few
+    columns are read, joining consecutive ones in a way fixed by the two counts; so that
+    read is used when it gives as many partitions as ``parts``, and otherwise the ranges
+    come from ``parts`` themselves (one extra read of the columns the computation needs).
     """
     import dask
 
-    ranges = ddf[["event_start"]].map_partitions(_range_frame, meta=_range_frame(ddf._meta)).compute()
-    if len(ranges) == len(parts):
-        pairs = list(zip(ranges["lo"], ranges["hi"]))
-    else:
-        pairs = [(f["lo"].iloc[0], f["hi"].iloc[0]) for f in dask.compute(*[dask.delayed(_range_frame)(p) for p in parts])]
+    one_column = ddf[["event_start"]].to_delayed()
+    source = one_column if len(one_column) == len(parts) else parts
+    frames = dask.compute(*[dask.delayed(_range_frame)(p) for p in source])
+    pairs = [(f["lo"].iloc[0], f["hi"].iloc[0]) for f in frames]
     return [(int(lo), int(hi)) if lo <= hi else None for lo, hi in pairs]
 
 
