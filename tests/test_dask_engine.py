@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
+import dask  # noqa: E402
 import dask.dataframe as dd  # noqa: E402
 
 from t1046lab.datasets import simulate_enterprise  # noqa: E402
@@ -24,29 +25,34 @@ LOGGER = "t1046lab.scale.dask_engine"
 
 @pytest.fixture(scope="module")
 def client():
+    # The task-based shuffle starts faster than p2p (Dask's default) on data this small;
+    # the engine takes whichever method Dask is configured with.
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    with distributed.Client(cluster) as c:
+    with dask.config.set({"dataframe.shuffle.method": "tasks"}), distributed.Client(cluster) as c:
         yield c
     cluster.close()
 
 
 @pytest.fixture(scope="module")
 def conns() -> pd.DataFrame:
-    # Two simulated days of 30 hosts (about 0.35M connections, scans of several types included).
-    return simulate_enterprise(n_hosts=30, days=2, random_state=0)
+    # 24 hours of 30 simulated hosts across a midnight (about 0.2M connections, scans of
+    # several types included).
+    sim = simulate_enterprise(n_hosts=30, days=2, random_state=0)
+    start = sim["event_start"].min().normalize() + pd.Timedelta("12h")
+    keep = (sim["event_start"] >= start) & (sim["event_start"] < start + pd.Timedelta("1D"))
+    return sim[keep].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
 def day_dir(conns, tmp_path_factory):
-    """The connections partitioned by UTC day, hive style, each day in two files split at noon
-    (``day=YYYY-MM-DD/part-0.parquet`` and ``part-1.parquet``): Dask fuses small files it reads
-    few columns of, and four files stay at least two partitions."""
+    """The connections partitioned by UTC day, hive style, in files of six hours each
+    (``day=YYYY-MM-DD/part-N.parquet``): four files, two per day."""
     root = tmp_path_factory.mktemp("conns")
     day = conns["event_start"].dt.strftime("%Y-%m-%d")
-    afternoon = conns["event_start"].dt.hour >= 12
-    for (name, half), rows in conns.groupby([day, afternoon], sort=True):
+    quarter = conns["event_start"].dt.hour // 6
+    for (name, q), rows in conns.groupby([day, quarter], sort=True):
         (root / f"day={name}").mkdir(exist_ok=True)
-        rows.to_parquet(root / f"day={name}" / f"part-{int(half)}.parquet", index=False)
+        rows.to_parquet(root / f"day={name}" / f"part-{int(q)}.parquet", index=False)
     return root
 
 
@@ -69,6 +75,7 @@ def day_conns(day_dir) -> pd.DataFrame:
 def test_day_partitions_are_read_lazily_without_the_hive_column(day_dir, conns, day_conns):
     ddf = read_parquet(day_dir)
     assert ddf.npartitions == len(list(day_dir.glob("day=*/part-*.parquet"))) == 4
+    assert len(list(day_dir.glob("day=*"))) == 2
     assert "day" not in ddf.columns
     assert list(ddf.columns) == list(conns.columns)
     assert len(day_conns) == len(conns)
@@ -133,8 +140,8 @@ def test_time_ordered_partitions_cut_inside_windows(client, day_conns, caplog):
 
 def test_history_features_shuffle_even_for_day_partitions(client, day_dir, caplog):
     # First contact and new peers look at an entity's whole history: only an entity split is exact.
-    # A slice of one day, in two time-ordered parts, keeps this test quick.
-    day = read_parquet(sorted(day_dir.iterdir())[1]).compute().iloc[:100_000]
+    # The second day's morning, in two time-ordered parts.
+    day = read_parquet(sorted(day_dir.iterdir())[1]).compute()
     halves = dd.from_pandas(day, npartitions=2, sort=True)
     names = ["conn_count", "first_contact_failure_ratio", "new_peer_ratio"]
     with caplog.at_level(logging.INFO, logger=LOGGER):
@@ -149,19 +156,19 @@ def test_history_features_shuffle_even_for_day_partitions(client, day_dir, caplo
 def test_detect_dask_equals_pandas(client, day_dir, day_conns, detector):
     expected = detect(day_conns, detector, all_windows=True)
     got = detect_dask(str(day_dir), detector, all_windows=True)
-    assert len(expected) > 0
+    assert expected["alert"].any() and not expected["alert"].all()
     pd.testing.assert_frame_equal(got, expected)
 
 
 def test_detect_dispatches_a_dask_frame(client, day_dir, day_conns):
-    got = detect(read_parquet(day_dir), "port-entropy")
-    expected = detect(day_conns, "port-entropy")
+    got = detect(read_parquet(day_dir), "trw", after_benign="stop")
+    expected = detect(day_conns, "trw", after_benign="stop")
     assert expected["alert"].any()
     pd.testing.assert_frame_equal(got, expected)
 
 
 def test_iforest_self_fit(client, day_dir, day_conns):
-    params = dict(n_estimators=50, random_state=0)
+    params = dict(n_estimators=20, random_state=0)
     expected = detect(day_conns, "iforest", **params)
     got = detect_dask(read_parquet(day_dir), "iforest", **params)
     assert expected["alert"].any()
@@ -173,7 +180,7 @@ def test_iforest_broadcast_model_on_a_scheduler_address(client, day_dir, day_con
     # each partition of features is scored there.
     first = day_conns[day_conns["event_start"] < day_conns["event_start"].min().normalize() + pd.Timedelta("1D")]
     columns = list(IsolationForestDetector().features)
-    model = IsolationForestDetector(n_estimators=50, random_state=0).fit(window_features(first, features=columns))
+    model = IsolationForestDetector(n_estimators=20, random_state=0).fit(window_features(first, features=columns))
     expected = detect(day_conns, "iforest", model=model, all_windows=True)
     got = detect_dask(str(day_dir), "iforest", model=model, all_windows=True, scheduler=client.scheduler.address)
     assert expected["alert"].any() and not expected["alert"].all()
