@@ -160,6 +160,21 @@ def test_detect_dask_equals_pandas(client, day_dir, day_conns, detector):
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_window_detectors_with_a_baseline_period_and_roles(client, day_dir, day_conns):
+    # baseline=(start, end) is cut from the Dask data itself; role-baseline infers roles on the
+    # gathered features; the destination view windows by target.
+    start = day_conns["event_start"].min()
+    cases = [
+        ("port-entropy", {"baseline": (start, start + pd.Timedelta("6h")), "by": "destination_ip", "window": "15min"}),
+        ("role-baseline", {}),
+    ]
+    for detector, params in cases:
+        expected = detect(day_conns, detector, all_windows=True, **params)
+        got = detect_dask(read_parquet(day_dir), detector, all_windows=True, **params)
+        assert len(expected) > 100
+        pd.testing.assert_frame_equal(got, expected)
+
+
 def test_detect_dispatches_a_dask_frame(client, day_dir, day_conns):
     got = detect(read_parquet(day_dir), "trw", after_benign="stop")
     expected = detect(day_conns, "trw", after_benign="stop")

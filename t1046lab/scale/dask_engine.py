@@ -2,7 +2,8 @@
 
 ``pip install t1046lab[dask]``. :func:`window_features` and :func:`~t1046lab.detect` hand a
 dask DataFrame to :func:`window_features_dask` and :func:`detect_dask`; the result equals the
-pandas result of the same rows, exactly.
+pandas result of the same rows (entropy features can differ in the last bit: their float
+sums run in an order that depends on which peers share the partition).
 
 Partitioning (no window may straddle two partitions)
     Features of an (entity, window) depend only on that entity's rows in that window, so
@@ -374,8 +375,9 @@ def window_features_dask(
 ) -> Any:
     """:func:`~t1046lab.features.window_features` of a dask DataFrame, as a dask DataFrame.
 
-    ``result.compute().sort_index()`` equals ``window_features(ddf.compute(), ...)`` exactly
-    (values, dtypes and index). Only the columns the features need are read.
+    ``result.compute().sort_index()`` equals ``window_features(ddf.compute(), ...)`` (index,
+    dtypes and values; entropies to the last bit or two, see the module docstring). Only
+    the columns the features need are read.
 
     Partitions already disjoint in window ids (day files with tumbling windows that divide a
     day) are mapped as they are; time-ordered partitions that share boundary windows pass
