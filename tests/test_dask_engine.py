@@ -11,14 +11,20 @@ import pytest
 pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-import dask  # noqa: E402
-import dask.dataframe as dd  # noqa: E402
+import dask
+import dask.dataframe as dd
 
-from t1046lab.datasets import simulate_enterprise  # noqa: E402
-from t1046lab.detectors import detect  # noqa: E402
-from t1046lab.detectors.iforest import IsolationForestDetector  # noqa: E402
-from t1046lab.features import window_features  # noqa: E402
-from t1046lab.scale.dask_engine import ROW_ID, detect_dask, plan_layout, read_parquet, window_features_dask  # noqa: E402
+from t1046lab.datasets import simulate_enterprise
+from t1046lab.detectors import detect
+from t1046lab.detectors.iforest import IsolationForestDetector
+from t1046lab.features import window_features
+from t1046lab.scale.dask_engine import (
+    ROW_ID,
+    detect_dask,
+    plan_layout,
+    read_parquet,
+    window_features_dask,
+)
 
 LOGGER = "t1046lab.scale.dask_engine"
 
@@ -183,7 +189,7 @@ def test_detect_dispatches_a_dask_frame(client, day_dir, day_conns):
 
 
 def test_iforest_self_fit(client, day_dir, day_conns):
-    params = dict(n_estimators=20, random_state=0)
+    params = {"n_estimators": 20, "random_state": 0}
     expected = detect(day_conns, "iforest", **params)
     got = detect_dask(read_parquet(day_dir), "iforest", **params)
     assert expected["alert"].any()

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -193,7 +194,7 @@ def _window_id_ranges(ranges: Sequence[tuple[int, int] | None], window_ns: int, 
 
 def _disjoint(ranges: list[tuple[int, int]]) -> bool:
     ranges = sorted(ranges)
-    return all(b[0] > a[1] for a, b in zip(ranges, ranges[1:]))
+    return all(b[0] > a[1] for a, b in itertools.pairwise(ranges))
 
 
 _NEG, _POS = -(1 << 62), 1 << 62  # open ends of time and window-id intervals
@@ -279,7 +280,7 @@ def _time_ordered(ranges: Sequence[tuple[int, int] | None]) -> bool:
     whole period) are better shuffled on the entity, which moves each row once.
     """
     spans = sorted(r for r in ranges if r is not None)
-    for (lo_a, hi_a), (lo_b, hi_b) in zip(spans, spans[1:]):
+    for (lo_a, hi_a), (lo_b, hi_b) in itertools.pairwise(spans):
         overlap = min(hi_a, hi_b) - lo_b
         if overlap > 0.1 * max(min(hi_a - lo_a, hi_b - lo_b), 1):
             return False
@@ -464,13 +465,18 @@ def _score_part(feats: pd.DataFrame, estimator: Any, make: Any, kwargs: dict[str
 def _detect_window_model(ddf: Any, info: Any, p: dict[str, Any], all_windows: bool) -> pd.DataFrame:
     import dask
 
-    from ..detectors.anomaly import _baseline_conns, _model, feature_columns, score_windows
+    from ..detectors.anomaly import (
+        _baseline_conns,
+        _model,
+        feature_columns,
+        score_windows,
+    )
 
     make, columns = info.window_model(p)
     window, by = p["window"], p["by"]
     by_dtype = ddf._meta[by].dtype if by in ddf.columns else object
     feats = window_features_dask(ddf, window=window, by=by, features=feature_columns(columns))
-    kwargs = dict(detector=info.name, columns=list(columns), all_windows=all_windows, window=window, by=by)
+    kwargs = {"detector": info.name, "columns": list(columns), "all_windows": all_windows, "window": window, "by": by}
     model, baseline = p["model"], p["baseline"]
     if model is not None:
         # One delayed object: the model is serialised once into the graph and sent to each
