@@ -70,9 +70,9 @@ _ROW_BITS = 40
 # Label columns (and the simulator's): detectors never read them, so they are not shuffled.
 _LABEL_LIKE = frozenset({"label", "scan_type", "benign_category", "scenario", "scan_id"})
 
-#: Final sort of each partition-by detector's alerts frame (what its in-memory code does).
-_ALERT_ORDER = {"zeek-scan": ["window_start", "entity"], "trw": ["window_start", "entity"],
-                "simple-scan": ["window_start", "entity"]}
+#: Final sort of the partition-by detectors' alerts frames (what their in-memory code does;
+#: stable, so rows of one entity keep the order its partition gave them).
+_ALERT_ORDER = ["window_start", "entity"]
 
 
 def _dd() -> Any:
@@ -101,17 +101,20 @@ def _hive_keys(path: Path) -> set[str]:
 def read_parquet(path: str | Path | Sequence[str | Path], **options: Any) -> Any:
     """A canonical parquet file, directory or list of files as a lazy dask DataFrame.
 
-    Hive partition columns (``day`` of ``DIR/day=YYYY-MM-DD/part-0.parquet``) are dropped:
-    they repeat ``event_start`` and are not canonical columns. Each file (or row group,
-    as ``dd.read_parquet`` decides) is a partition; nothing is read until computed.
+    Hive partition columns (``day`` of ``DIR/day=YYYY-MM-DD/part-0.parquet``) of local
+    paths are dropped: they repeat ``event_start`` and are not canonical columns. URLs
+    (``s3://...``) go to ``dd.read_parquet`` as they are. Each file (or row group, as
+    ``dd.read_parquet`` decides; ``split_row_groups=True`` gives smaller partitions, which
+    the boundary layout handles) is a partition; nothing is read until computed.
     """
     dd = _dd()
-    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
-    for p in paths:
+    names = [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
+    local = [Path(n) for n in names if "://" not in n]
+    for p in local:
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such parquet file or directory")
-    ddf = dd.read_parquet([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), **options)
-    hive = set().union(*(_hive_keys(p) for p in paths)) & set(ddf.columns)
+    ddf = dd.read_parquet(names if len(names) > 1 else names[0], **options)
+    hive = set().union(*(_hive_keys(p) for p in local)) & set(ddf.columns)
     return ddf.drop(columns=sorted(hive)) if hive else ddf
 
 
@@ -533,7 +536,7 @@ def _detect_partitioned(ddf: Any, info: Any, p: dict[str, Any], all_windows: boo
     if not non_empty:
         return outputs[0].iloc[:0].reset_index(drop=True) if outputs else info.func(ddf._meta, all_windows=all_windows, **params)
     alerts = pd.concat(non_empty, ignore_index=True)
-    return alerts.sort_values(_ALERT_ORDER.get(info.name, ["window_start", "entity"]), kind="stable").reset_index(drop=True)
+    return alerts.sort_values(_ALERT_ORDER, kind="stable").reset_index(drop=True)
 
 
 def detect_dask(data: Any, detector: str, *, all_windows: bool = False, scheduler: Any = None, **params: Any) -> pd.DataFrame:
