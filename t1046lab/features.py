@@ -834,7 +834,8 @@ def window_features(
         A canonical connections frame (see :mod:`t1046lab.schema`); only the columns the
         selected features need are read, and the frame is never modified. Chunks in time
         order (``read(path, chunksize=...)``) are streamed with bounded memory by
-        :mod:`t1046lab.scale.streaming`, with the same result.
+        :mod:`t1046lab.scale.streaming`, with the same result. A dask DataFrame gives a
+        dask DataFrame (:func:`t1046lab.scale.dask_engine.window_features_dask`).
     window : str or Timedelta, default "5min"
         Window length. Windows are aligned on the Unix epoch in UTC.
     by : str, default "source_ip"
@@ -868,6 +869,10 @@ def window_features(
     >>> feats = window_features(conns, window="5min")                      # doctest: +SKIP
     >>> feats = window_features(conns, by="destination_ip", features=["distinct_peers"])  # doctest: +SKIP
     """
+    if type(conns).__module__.startswith("dask"):  # dask imported only for a dask frame
+        from .scale.dask_engine import window_features_dask
+
+        return window_features_dask(conns, window=window, by=by, features=features, slide=slide)
     if isinstance(conns, (Iterator, list, tuple)):
         from .scale.streaming import stream_window_features
 

@@ -29,7 +29,8 @@ def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **p
         A canonical connections frame (from :func:`t1046lab.read` or ``schema.conform``).
         It is not modified. Chunks in time order (``read(path, chunksize=...)``) are
         streamed by :func:`t1046lab.scale.streaming.stream_detect`, with the same alerts,
-        for the detectors that have a streaming form.
+        for the detectors that have a streaming form. A dask DataFrame runs on Dask
+        (:func:`t1046lab.scale.dask_engine.detect_dask`) and returns the same pandas frame.
     detector : str
         A registered name; see :func:`list_detectors`.
     all_windows : bool, default False
@@ -44,6 +45,10 @@ def detect(conns: pd.DataFrame, detector: str, *, all_windows: bool = False, **p
         ``alert``, ``scan_type``, ``first_alert_time``, ``attempts_to_alert``, ``explanation``),
         plus detector-specific columns after them.
     """
+    if type(conns).__module__.startswith("dask"):  # dask imported only for a dask frame
+        from ..scale.dask_engine import detect_dask
+
+        return detect_dask(conns, detector, all_windows=all_windows, **params)
     if isinstance(conns, (Iterator, list, tuple)):
         from ..scale.streaming import stream_detect
 
