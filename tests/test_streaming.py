@@ -199,3 +199,16 @@ def test_a_bad_file_in_a_dataset_is_named_and_reading_stops_cleanly(tmp_path):
     first = next(chunks)
     chunks.close()
     assert len(first) == 1_000
+
+
+def test_cli_dask_engine_gives_the_in_memory_alerts(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    from t1046lab.cli import main
+
+    root = simulate_enterprise(n_hosts=30, days=1, scans=["horizontal"], random_state=6, out=tmp_path / "ds")
+    single = tmp_path / "one.parquet"
+    simulate_enterprise(n_hosts=30, days=1, scans=["horizontal"], random_state=6).to_parquet(single)
+    on_dask, in_memory = tmp_path / "dask.csv", tmp_path / "memory.csv"
+    assert main(["detect", str(root), "-d", "trw", "--engine", "dask", "-o", str(on_dask)]) == 0
+    assert main(["detect", str(single), "-d", "trw", "--engine", "pandas", "-o", str(in_memory)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(on_dask), pd.read_csv(in_memory))

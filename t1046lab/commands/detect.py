@@ -126,11 +126,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             n_connections = alerts.attrs.get("streamed", {}).get("rows")
             frames.append(alerts)
     else:
-        from ..scale.dask_engine import detect_dask
+        from ..scale.dask_engine import connect, detect_dask
 
-        for name in args.detector:
-            frames.append(detect_dask(args.input, name, all_windows=args.all_windows, scheduler=args.scheduler,
-                                      **parse_params(args.param, name)))
+        with connect(args.scheduler) as client:
+            for name in args.detector:
+                frames.append(detect_dask(str(args.input), name, all_windows=args.all_windows, scheduler=client,
+                                          **parse_params(args.param, name)))
     alerts = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if args.output is not None:
         _write(alerts, args.output)
