@@ -517,12 +517,12 @@ def _detect_partitioned(ddf: Any, info: Any, p: dict[str, Any], all_windows: boo
     import dask
 
     params = dict(p)
-    if "epoch_origin" in params and params["epoch_origin"] is None:
+    if info.origin_param is not None and params.get(info.origin_param) is None:
         # Epochs start at the data's first connection: the whole data's, not each partition's.
         first = ddf["event_start"].min().compute()
         if pd.isna(first):
             return info.func(ddf._meta, all_windows=all_windows, **p)
-        params["epoch_origin"] = pd.Timestamp(first).isoformat()
+        params[info.origin_param] = pd.Timestamp(first).isoformat()
     column = info.partition_by
     # Labels are never detector input: leaving them behind makes the shuffle much lighter.
     unused = [c for c in ddf.columns if c in _LABEL_LIKE or str(c).startswith("sim_")]
