@@ -96,11 +96,6 @@ _N_CLASSES = 48
 _OUTCOME_PART = (_OUTCOME_CLASS * 12).astype(np.uint8)
 _TRANSPORT_PART = (_TRANSPORT_CLASS * 3).astype(np.uint8)
 _FAILED_CLASSES = 36  # classes below this have an outcome class 0-2: a failure
-_CLASSES = np.arange(_N_CLASSES)
-# class -> marginal indicator matrices, so the marginals are one small matrix product each
-_BY_OUTCOME = (_CLASSES[:, None] // 12 == np.arange(4)).astype(np.float64)
-_BY_TRANSPORT = ((_CLASSES[:, None] // 3) % 4 == np.arange(4)).astype(np.float64)
-_BY_PORT_CLASS = (_CLASSES[:, None] % 3 == np.arange(3)).astype(np.float64)
 _PORT_BITS = 17  # destination_port + 1 in [0, 65536]; 0 stands for a missing port
 #: Widest packed sort key (bits); wider keys fall back to ``np.lexsort``.
 _MAX_KEY_BITS = 62
@@ -509,19 +504,26 @@ class WindowGroups:
 
     def _load_class_table(self) -> np.ndarray:
         """Attempts per (group, class), weighted; class = outcome * 12 + transport * 3 + port class."""
-        index = self.group * _N_CLASSES
-        index += self.row_class
-        table = np.bincount(index, weights=self.weight, minlength=self.n * _N_CLASSES)
-        return table.astype(np.float64, copy=False).reshape(self.n, _N_CLASSES)
+        return self.class_counts.reshape(_N_CLASSES, self.n).T.astype(np.float64)
+
+    def _load_class_counts(self) -> np.ndarray:
+        """Attempts per (class, group), weighted, as shape (4, 4, 3, n): outcome, transport, port class.
+
+        Class-major, so each marginal below is a sum of whole rows of ``n`` counts.
+        """
+        index = np.multiply(self.row_class, self.n, dtype=np.int64)
+        index += self.group
+        table = np.bincount(index, weights=self.weight, minlength=_N_CLASSES * self.n)
+        return table.reshape(4, 4, 3, self.n)
 
     def _load_by_outcome(self) -> np.ndarray:
-        return self.class_table @ _BY_OUTCOME
+        return self.class_counts.sum(axis=(1, 2)).T.astype(np.float64)
 
     def _load_by_transport(self) -> np.ndarray:
-        return self.class_table @ _BY_TRANSPORT
+        return self.class_counts.sum(axis=(0, 2)).T.astype(np.float64)
 
     def _load_by_port_class(self) -> np.ndarray:
-        return self.class_table @ _BY_PORT_CLASS
+        return self.class_counts.sum(axis=(0, 1)).T.astype(np.float64)
 
     def _load_same_previous(self) -> np.ndarray:
         return self.group[1:] == self.group[:-1]
@@ -993,9 +995,9 @@ def window_features(
     def compute(bounds: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows, group, starts, g_entity, g_k = _group_chunk(entity, t, *bounds, window_ns, slide_ns, entity_bits)
         groups = WindowGroups(inputs, rows, group, starts)
-        values = np.empty((groups.n, len(selected)))
+        values = np.empty((len(selected), groups.n))  # feature-major: the frame's own layout
         for j, f in enumerate(selected):
-            values[:, j] = f.kernel(groups)
+            values[j] = f.kernel(groups)
         return g_entity, g_k, values
 
     chunks = list(_chunks(t, window_ns, slide_ns, CHUNK_ROWS))
@@ -1012,7 +1014,6 @@ def window_features(
             parts += list(pool.map(compute, chunks[1:]))
     g_entity = np.concatenate([p[0] for p in parts])
     g_k = np.concatenate([p[1] for p in parts])
-    values = np.concatenate([p[2] for p in parts])
 
     # Sort by (entity as text, window start) and build the index from codes, not values.
     used = np.bincount(g_entity, minlength=len(entity_uniques)) > 0
@@ -1022,8 +1023,15 @@ def window_features(
     rank = np.empty(len(entity_uniques), dtype=np.int64)
     rank[used_codes[by_text]] = np.arange(len(used_codes))
     entity_rank = rank[g_entity]
-    k_levels, k_codes = np.unique(g_k, return_inverse=True)
-    order_out = np.lexsort((k_codes, entity_rank))
+    k_levels, k_codes = _dense_codes(g_k)
+    order_out = _order_by(entity_rank, k_codes)
+    position = np.empty(len(order_out), dtype=np.int64)
+    position[order_out] = np.arange(len(order_out))
+    values = np.empty((len(names), len(order_out)))
+    offset = 0
+    for part in parts:  # each chunk's values straight to their sorted place
+        values[:, position[offset : offset + part[2].shape[1]]] = part[2]
+        offset += part[2].shape[1]
     index = pd.MultiIndex(
         levels=[
             pd.Index(level_entities[by_text]),
@@ -1033,7 +1041,32 @@ def window_features(
         names=[by, "window_start"],
         verify_integrity=False,
     )
-    return pd.DataFrame(values[order_out], index=index, columns=pd.Index(names))
+    # values.T is the frame's column-major layout, so pandas keeps it without a copy
+    return pd.DataFrame(values.T, index=index, columns=pd.Index(names), copy=False)
+
+
+def _dense_codes(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of the integers ``k`` and each one's position among them."""
+    low = int(k.min())
+    span = int(k.max()) - low + 1
+    if span > 4 * len(k) + 1024:  # sparse: a table over the span would be large
+        return np.unique(k, return_inverse=True)
+    present = np.bincount(k - low, minlength=span) > 0
+    code_of = np.cumsum(present) - 1
+    return np.flatnonzero(present) + low, code_of[k - low]
+
+
+def _order_by(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """``np.lexsort((minor, major))`` for non-negative integers, by one packed-key sort when it fits."""
+    n = len(major)
+    mb, nb, rb = _bit_length(int(major.max())), _bit_length(int(minor.max())), _bit_length(n - 1)
+    if mb + nb + rb > _MAX_KEY_BITS:
+        return np.lexsort((minor, major))
+    key = major << (nb + rb)
+    key |= minor << rb
+    key |= np.arange(n, dtype=np.int64)
+    key.sort()
+    return key & ((1 << rb) - 1)
 
 
 if __name__ == "__main__":  # python -m t1046lab.features > docs/features.md
