@@ -286,7 +286,7 @@ def _arrow_codes(chunked: Any) -> tuple[np.ndarray, Any] | None:
         return None
     if encoded.num_chunks > 1:
         encoded = encoded.unify_dictionaries()
-    codes = np.concatenate([pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks])
+    codes = np.concatenate([(pc.fill_null(c.indices, -1) if c.null_count else c.indices).to_numpy() for c in encoded.chunks])
     return codes.astype(np.int32, copy=False), encoded.chunk(0).dictionary
 
 
