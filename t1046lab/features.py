@@ -811,12 +811,13 @@ def _chunks(t: np.ndarray, window_ns: int, slide_ns: int, chunk_rows: int) -> li
 
 
 def _window_of_rows(t: np.ndarray, window_ns: int) -> np.ndarray:
-    """Tumbling window index of each of the time-sorted ``t`` (a few windows: no division per row)."""
+    """Tumbling window of each of the time-sorted ``t``, counted from the first one's."""
     first, last = int(t[0]) // window_ns, int(t[-1]) // window_ns
-    if last - first > 64:
-        return np.floor_divide(t, window_ns)
+    if last - first > 255:
+        return np.floor_divide(t, window_ns) - first
+    # a few windows: cut the sorted times at their starts (no division per row), one byte each
     cuts = np.searchsorted(t, np.arange(first + 1, last + 1, dtype=np.int64) * window_ns)
-    return np.repeat(np.arange(first, last + 1, dtype=np.int64), np.diff(cuts, prepend=0, append=len(t)))
+    return np.repeat(np.arange(last - first + 1, dtype=np.uint8), np.diff(cuts, prepend=0, append=len(t)))
 
 
 def _group_chunk(
@@ -842,10 +843,10 @@ def _group_chunk(
             starts = np.flatnonzero(head)
             g_k = np.full(len(starts), int(t[lo]) // window_ns, dtype=np.int64)
         else:
-            k = _window_of_rows(t[lo:hi], window_ns)[rows]
+            k = np.take(_window_of_rows(t[lo:hi], window_ns), rows)
             head[1:] |= k[1:] != k[:-1]
             starts = np.flatnonzero(head)
-            g_k = k[starts]
+            g_k = k[starts].astype(np.int64) + int(t[lo]) // window_ns
         g_entity = key[starts].astype(np.int64)
         rows += lo
     else:
