@@ -324,8 +324,10 @@ class _Inputs:
         order: np.ndarray | None,
         keep: np.ndarray | None,
         needed: Iterable[str] = (),
+        peer_codes: Any = None,
     ):
         self._conns = conns
+        self._peer_codes = peer_codes  # a future of _factorize(peer column), or None
         self._needed = set(needed)
         self._by = by
         self._peer_column = peer_column
@@ -356,12 +358,20 @@ class _Inputs:
         return cache[name]
 
     def _load_peer(self) -> np.ndarray:
-        codes, uniques = _factorize(self._column(self._peer_column))
+        if "peer_ip" not in self._needed:  # no selected feature reads it: every peer is "missing"
+            self.n_peers = 1
+            return np.zeros(len(self.time), dtype=np.int32)
+        if self._peer_codes is not None:
+            codes, uniques = self._peer_codes.result()
+        else:
+            codes, uniques = _factorize(self._column(self._peer_column))
         self.n_peers = len(uniques) + 1
         codes += 1  # 0 stands for a missing address
         return self._arrange(codes)
 
     def _load_port(self) -> np.ndarray:
+        if "destination_port" not in self._needed:
+            return np.full(len(self.time), -1, dtype=np.int32)
         return self._arrange(self._column("destination_port").to_numpy(dtype=np.int32, na_value=-1))
 
     def _load_outcome(self) -> np.ndarray:
@@ -739,7 +749,7 @@ def port_sequence_ratio(g: WindowGroups) -> np.ndarray:
         group, ported, same = g.group, g.size, g.same_previous
     else:
         port, group = port[has], g.group[has]
-        ported = np.bincount(group, minlength=g.n)
+        ported = g.size - np.bincount(g.group[~has], minlength=g.n)  # few rows lack a port
         same = group[1:] == group[:-1]
     step = np.diff(port)
     np.abs(step, out=step)
@@ -887,8 +897,8 @@ def _empty_result(conns: pd.DataFrame, by: str, names: list[str]) -> pd.DataFram
     return pd.DataFrame({n: np.empty(0, dtype=np.float64) for n in names}, index=index)
 
 
-def _threads(n_jobs: int | None, n_chunks: int) -> int:
-    """Threads to use: scikit-learn's ``n_jobs`` convention, never more than the chunks."""
+def _threads(n_jobs: int | None, n_tasks: int) -> int:
+    """Threads to use: scikit-learn's ``n_jobs`` convention, never more than the tasks."""
     import os
 
     if n_jobs is None:
@@ -896,7 +906,7 @@ def _threads(n_jobs: int | None, n_chunks: int) -> int:
     if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be None, a positive integer or -1, got {n_jobs!r}")
     wanted = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
-    return max(1, min(wanted, n_chunks))
+    return max(1, min(wanted, n_tasks))
 
 
 def window_features(
@@ -963,9 +973,33 @@ def window_features(
     missing = sorted(needed - set(conns.columns))
     if missing:
         raise ValueError(f"window_features needs columns {missing}, which the frame lacks (features: {names})")
+    threads = _threads(n_jobs, len(conns))
     if len(conns) == 0:
         return _empty_result(conns, by, names)
+    if threads == 1:
+        return _window_features(conns, by, peer_column, selected, window_ns, slide_ns, None)
+    from concurrent.futures import ThreadPoolExecutor
 
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return _window_features(conns, by, peer_column, selected, window_ns, slide_ns, pool)
+
+
+def _window_features(
+    conns: pd.DataFrame,
+    by: str,
+    peer_column: str,
+    selected: list[Feature],
+    window_ns: int,
+    slide_ns: int,
+    pool: Any,
+) -> pd.DataFrame:
+    """:func:`window_features` after the checks; ``pool`` (a thread pool or None) computes chunks."""
+    names = [f.name for f in selected]
+    needs = {n for f in selected for n in f.needs}
+    peer_codes = None
+    if pool is not None and "peer_ip" in needs:
+        # pyarrow releases the GIL: the peers are factorized while this thread does the entities
+        peer_codes = pool.submit(_factorize, conns[peer_column])
     entity_codes, entity_uniques = _factorize(conns[by])
     times = conns["event_start"]
     usable = entity_codes >= 0
@@ -977,7 +1011,7 @@ def window_features(
             f"window_features: left out {int((~usable).sum())} of {len(conns)} rows "
             f"({int((entity_codes < 0).sum())} without {by}, {int(time_missing.sum())} without event_start)",
             DataQualityWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of window_features
         )
         keep = usable
         if not usable.any():
@@ -988,7 +1022,7 @@ def window_features(
     if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
         order = np.argsort(t, kind="stable")
         t, entity = t[order], entity[order]
-    inputs = _Inputs(conns, by, peer_column, order, keep, needed={n for f in selected for n in f.needs})
+    inputs = _Inputs(conns, by, peer_column, order, keep, needed=needs, peer_codes=peer_codes)
     inputs._cache["entity"] = entity
     inputs._cache["time"] = t
     entity_bits = _bit_length(len(entity_uniques) - 1)
@@ -1002,17 +1036,13 @@ def window_features(
         return g_entity, g_k, values
 
     chunks = list(_chunks(t, window_ns, slide_ns, CHUNK_ROWS))
-    threads = _threads(n_jobs, len(chunks))
-    if threads == 1:
-        parts = [compute(c) for c in chunks]
+    # The first chunk fills the shared per-row cache of ``inputs``; after it, chunks only
+    # read shared arrays and write their own, and numpy releases the GIL in most kernels.
+    parts = [compute(chunks[0])]
+    if pool is None:
+        parts += [compute(c) for c in chunks[1:]]
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # The first chunk fills the shared per-row cache of ``inputs``; after it, chunks only
-        # read shared arrays and write their own, and numpy releases the GIL in the kernels.
-        parts = [compute(chunks[0])]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            parts += list(pool.map(compute, chunks[1:]))
+        parts += list(pool.map(compute, chunks[1:]))
     g_entity = np.concatenate([p[0] for p in parts])
     g_k = np.concatenate([p[1] for p in parts])
 
