@@ -27,10 +27,15 @@ Undefined values
 Speed
     The input is sorted by time once (no sort when already sorted), entities and peers are
     factorized to integer codes, and the windows are processed in cache-sized chunks cut
-    at window boundaries. Within a chunk one ``np.sort`` of packed int64 keys
-    ``(entity, window, row)`` groups the rows, and every feature is a run-length,
-    ``np.add.reduceat`` or ``np.bincount`` reduction over group codes: no Python call per
-    group or per row.
+    at window boundaries. Within a chunk one ``np.sort`` of packed keys groups the rows
+    (``(entity, row)`` as uint32 for tumbling windows, whose rows are already in time
+    order; ``(entity, window, row)`` as int64 for sliding ones), and every feature is a
+    run-length, ``np.add.reduceat`` or ``np.bincount`` reduction over group codes: no
+    Python call per group or per row. Per-row inputs are kept narrow (int32 codes and
+    ports, one uint8 outcome/transport/port class) and gathered into group order once
+    per chunk; distinct counts and entropies share one int64 sort of
+    ``(group, peer, port)`` and one uint32 sort of ``(group, port)``. Floating-point sums
+    keep a fixed order, so results do not depend on chunking or ``n_jobs``.
 
 Adding a feature
     Write a kernel over :class:`WindowGroups` and register it; the first docstring line is
@@ -445,9 +450,9 @@ class WindowGroups:
     """One chunk of (entity, window) groups, the argument of every feature kernel.
 
     Rows are ordered by group, then by time (ties in input order). Per-row arrays (``time``,
-    ``port``, ``peer``, ``outcome``, ``failed``, ``transport``, ``bytes``, ``first_contact``)
-    and shared intermediate results are computed on first use and cached, so features
-    that need the same sort share it.
+    ``port`` and ``peer`` as int32 codes, ``outcome``, ``failed``, ``transport``,
+    ``row_class``, ``bytes``, ``first_contact``) and shared intermediate results are
+    computed on first use and cached, so features that need the same sort share it.
 
     Attributes
     ----------
