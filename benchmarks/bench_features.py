@@ -385,7 +385,9 @@ def main(argv: list[str] | None = None) -> str:
             "",
             *[f"- {note}" for note in notes],
             (
-                f"- Load average when the run started: {load_at_start:.1f} on {os.cpu_count()} cores (the machine is "
+                f"- Load average when the run started: {load_at_start:.1f}, when it ended: {os.getloadavg()[0]:.1f} "
+                "(counting this run's own threads), "
+                f"on {os.cpu_count()} cores (the machine is "
                 "shared; wall-clock times stretch with the load, CPU seconds much less)."
             ),
             f"- {machine_line()}",
