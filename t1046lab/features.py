@@ -27,10 +27,15 @@ Undefined values
 Speed
     The input is sorted by time once (no sort when already sorted), entities and peers are
     factorized to integer codes, and the windows are processed in cache-sized chunks cut
-    at window boundaries. Within a chunk one ``np.sort`` of packed int64 keys
-    ``(entity, window, row)`` groups the rows, and every feature is a run-length,
-    ``np.add.reduceat`` or ``np.bincount`` reduction over group codes: no Python call per
-    group or per row.
+    at window boundaries. Within a chunk one ``np.sort`` of packed keys groups the rows
+    (``(entity, row)`` as uint32 for tumbling windows, whose rows are already in time
+    order; ``(entity, window, row)`` as int64 for sliding ones), and every feature is a
+    run-length, ``np.add.reduceat`` or ``np.bincount`` reduction over group codes: no
+    Python call per group or per row. Per-row inputs are kept narrow (int32 codes and
+    ports, one uint8 outcome/transport/port class) and gathered into group order once
+    per chunk; distinct counts and entropies share one int64 sort of
+    ``(group, peer, port)`` and one uint32 sort of ``(group, port)``. Floating-point sums
+    keep a fixed order, so results do not depend on chunking or ``n_jobs``.
 
 Adding a feature
     Write a kernel over :class:`WindowGroups` and register it; the first docstring line is
@@ -92,13 +97,10 @@ _OUTCOME_CLASS = np.array(
 )
 _TRANSPORT_CLASS = np.array([{"tcp": 0, "udp": 1, "icmp": 2, "icmpv6": 2}.get(t, 3) for t in _TRANSPORTS] + [3], dtype=np.int64)
 _N_CLASSES = 48
-_CLASS_BITS = 6
-_CLASS_LUT = (_OUTCOME_CLASS[:, None] * 12 + _TRANSPORT_CLASS[None, :] * 3).astype(np.int64)  # [outcome, transport]
-_CLASSES = np.arange(_N_CLASSES)
-# class -> marginal indicator matrices, so the marginals are one small matrix product each
-_BY_OUTCOME = (_CLASSES[:, None] // 12 == np.arange(4)).astype(np.float64)
-_BY_TRANSPORT = ((_CLASSES[:, None] // 3) % 4 == np.arange(4)).astype(np.float64)
-_BY_PORT_CLASS = (_CLASSES[:, None] % 3 == np.arange(3)).astype(np.float64)
+# a row's class is _OUTCOME_PART[outcome] + _TRANSPORT_PART[transport] + port class
+_OUTCOME_PART = (_OUTCOME_CLASS * 12).astype(np.uint8)
+_TRANSPORT_PART = (_TRANSPORT_CLASS * 3).astype(np.uint8)
+_FAILED_CLASSES = 36  # classes below this have an outcome class 0-2: a failure
 _PORT_BITS = 17  # destination_port + 1 in [0, 65536]; 0 stands for a missing port
 #: Widest packed sort key (bits); wider keys fall back to ``np.lexsort``.
 _MAX_KEY_BITS = 62
@@ -153,7 +155,7 @@ def register_feature(
     needs : iterable of str
         Canonical columns read (``peer_ip`` for the other side's address). List every one:
         only the columns some selected feature needs are extracted, and the others read
-        as missing (port -1, peer 0, outcome and transport "other") in the packed arrays.
+        as missing (port -1, peer 0, outcome and transport "other") in the per-row arrays.
     """
     tag_tuple = tuple(tags)
     unknown = set(tag_tuple) - set(TAGS)
@@ -262,6 +264,18 @@ def _category_codes(series: pd.Series, categories: list[str]) -> np.ndarray:
     return pd.Categorical(series.astype("object"), categories=categories).codes.astype(np.int8)
 
 
+def _category_lut(series: pd.Series, categories: list[str], values: np.ndarray) -> np.ndarray:
+    """``values[i]`` where ``series`` holds ``categories[i]``, ``values[-1]`` for missing or other values."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        last = values[-1]
+        lut = np.array(
+            [values[categories.index(str(c))] if str(c) in categories else last for c in series.cat.categories] + [last],
+            dtype=values.dtype,
+        )
+        return lut[series.cat.codes.to_numpy()]  # code -1 (missing) reads the last entry
+    return values[_category_codes(series, categories)]
+
+
 def _arrow_codes(chunked: Any) -> tuple[np.ndarray, Any] | None:
     """Codes (int32, -1 for null) and dictionary of an arrow string column, or None if pyarrow cannot."""
     import pyarrow as pa
@@ -277,7 +291,7 @@ def _arrow_codes(chunked: Any) -> tuple[np.ndarray, Any] | None:
         return None
     if encoded.num_chunks > 1:
         encoded = encoded.unify_dictionaries()
-    codes = np.concatenate([pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks])
+    codes = np.concatenate([(pc.fill_null(c.indices, -1) if c.null_count else c.indices).to_numpy() for c in encoded.chunks])
     return codes.astype(np.int32, copy=False), encoded.chunk(0).dictionary
 
 
@@ -315,8 +329,10 @@ class _Inputs:
         order: np.ndarray | None,
         keep: np.ndarray | None,
         needed: Iterable[str] = (),
+        peer_codes: Any = None,
     ):
         self._conns = conns
+        self._peer_codes = peer_codes  # a future of _factorize(peer column), or None
         self._needed = set(needed)
         self._by = by
         self._peer_column = peer_column
@@ -347,12 +363,20 @@ class _Inputs:
         return cache[name]
 
     def _load_peer(self) -> np.ndarray:
-        codes, uniques = _factorize(self._column(self._peer_column))
+        if "peer_ip" not in self._needed:  # no selected feature reads it: every peer is "missing"
+            self.n_peers = 1
+            return np.zeros(len(self.time), dtype=np.int32)
+        if self._peer_codes is not None:
+            codes, uniques = self._peer_codes.result()
+        else:
+            codes, uniques = _factorize(self._column(self._peer_column))
         self.n_peers = len(uniques) + 1
         codes += 1  # 0 stands for a missing address
         return self._arrange(codes)
 
     def _load_port(self) -> np.ndarray:
+        if "destination_port" not in self._needed:
+            return np.full(len(self.time), -1, dtype=np.int32)
         return self._arrange(self._column("destination_port").to_numpy(dtype=np.int32, na_value=-1))
 
     def _load_outcome(self) -> np.ndarray:
@@ -364,26 +388,24 @@ class _Inputs:
     def _load_transport(self) -> np.ndarray:
         return self._arrange(_category_codes(self._column("network_transport"), _TRANSPORTS))
 
-    def _load_packed(self) -> np.ndarray:
-        """``peer << 23 | (port + 1) << 6 | class`` per row: one gather per chunk instead of four.
+    def _load_row_class(self) -> np.ndarray:
+        """Class of each row (uint8): outcome class * 12 + transport class * 3 + port class.
 
-        Parts the selected features do not need are left 0, so their columns are not read.
+        Parts the selected features do not need read as missing, so their columns are not read.
         """
-        n = len(self.time)
-        outcome = self.outcome if "conn_outcome" in self._needed else np.full(n, -1, dtype=np.int8)
-        transport = self.transport if "network_transport" in self._needed else np.full(n, -1, dtype=np.int8)
-        packed = _CLASS_LUT[outcome, transport]
+        if "conn_outcome" in self._needed:
+            row_class = self._arrange(_category_lut(self._column("conn_outcome"), _OUTCOMES, _OUTCOME_PART))
+        else:
+            row_class = np.full(len(self.time), _OUTCOME_PART[-1], dtype=np.uint8)
+        if "network_transport" in self._needed:
+            row_class += self._arrange(_category_lut(self._column("network_transport"), _TRANSPORTS, _TRANSPORT_PART))
+        else:
+            row_class += _TRANSPORT_PART[-1]
         if "destination_port" in self._needed:
             port = self.port
-            packed += port >= 0
-            packed += port >= 1024
-            plus_one = port.astype(np.int64)
-            plus_one += 1
-            plus_one <<= _CLASS_BITS
-            packed |= plus_one
-        if "peer_ip" in self._needed:
-            packed |= self.peer.astype(np.int64) << (_CLASS_BITS + _PORT_BITS)
-        return packed
+            row_class += port >= 0
+            row_class += port >= 1024
+        return row_class
 
     def _load_bytes(self) -> np.ndarray:
         total = self._column("source_bytes").to_numpy(dtype=np.float64, na_value=0.0)
@@ -409,7 +431,7 @@ class _Inputs:
             return first
         eb, pb, rb = _bit_length(int(entity.max())), _bit_length(self.n_peers), _bit_length(n - 1)
         if eb + pb + rb <= _MAX_KEY_BITS:
-            key = (entity.astype(np.int64) << (pb + rb)) | (peer << rb) | np.arange(n, dtype=np.int64)
+            key = (entity.astype(np.int64) << (pb + rb)) | (peer.astype(np.int64) << rb) | np.arange(n, dtype=np.int64)
             key.sort()
             pair = key >> rb
             starts = np.flatnonzero(np.concatenate(([True], pair[1:] != pair[:-1])))
@@ -428,9 +450,9 @@ class WindowGroups:
     """One chunk of (entity, window) groups, the argument of every feature kernel.
 
     Rows are ordered by group, then by time (ties in input order). Per-row arrays (``time``,
-    ``port``, ``peer``, ``outcome``, ``failed``, ``transport``, ``bytes``, ``first_contact``)
-    and shared intermediate results are computed on first use and cached, so features
-    that need the same sort share it.
+    ``port`` and ``peer`` as int32 codes, ``outcome``, ``failed``, ``transport``,
+    ``row_class``, ``bytes``, ``first_contact``) and shared intermediate results are
+    computed on first use and cached, so features that need the same sort share it.
 
     Attributes
     ----------
@@ -463,7 +485,7 @@ class WindowGroups:
                 cache[name] = loader(self)
             else:
                 values = getattr(self._inputs, name)
-                cache[name] = None if values is None else values[self._rows]
+                cache[name] = None if values is None else np.take(values, self._rows)
         return cache[name]
 
     # sums over groups ------------------------------------------------------------------
@@ -492,29 +514,31 @@ class WindowGroups:
     def _load_count(self) -> np.ndarray:
         return self.weighted_total()
 
-    def _load_port(self) -> np.ndarray:
-        return ((self.packed >> _CLASS_BITS) & ((1 << _PORT_BITS) - 1)) - 1
-
-    def _load_peer(self) -> np.ndarray:
-        return self.packed >> (_CLASS_BITS + _PORT_BITS)
-
     def _load_failed(self) -> np.ndarray:
-        return (self.packed & ((1 << _CLASS_BITS) - 1)) < 36  # outcome classes 0-2 are failures
+        return self.row_class < _FAILED_CLASSES
 
     def _load_class_table(self) -> np.ndarray:
         """Attempts per (group, class), weighted; class = outcome * 12 + transport * 3 + port class."""
-        index = self.group * _N_CLASSES + (self.packed & ((1 << _CLASS_BITS) - 1))
-        table = np.bincount(index, weights=self.weight, minlength=self.n * _N_CLASSES)
-        return table.astype(np.float64, copy=False).reshape(self.n, _N_CLASSES)
+        return self.class_counts.reshape(_N_CLASSES, self.n).T.astype(np.float64)
+
+    def _load_class_counts(self) -> np.ndarray:
+        """Attempts per (class, group), weighted, as shape (4, 4, 3, n): outcome, transport, port class.
+
+        Class-major, so each marginal below is a sum of whole rows of ``n`` counts.
+        """
+        index = np.multiply(self.row_class, self.n, dtype=np.int64)
+        index += self.group
+        table = np.bincount(index, weights=self.weight, minlength=_N_CLASSES * self.n)
+        return table.reshape(4, 4, 3, self.n)
 
     def _load_by_outcome(self) -> np.ndarray:
-        return self.class_table @ _BY_OUTCOME
+        return self.class_counts.sum(axis=(1, 2)).T.astype(np.float64)
 
     def _load_by_transport(self) -> np.ndarray:
-        return self.class_table @ _BY_TRANSPORT
+        return self.class_counts.sum(axis=(0, 2)).T.astype(np.float64)
 
     def _load_by_port_class(self) -> np.ndarray:
-        return self.class_table @ _BY_PORT_CLASS
+        return self.class_counts.sum(axis=(0, 1)).T.astype(np.float64)
 
     def _load_same_previous(self) -> np.ndarray:
         return self.group[1:] == self.group[:-1]
@@ -603,12 +627,42 @@ class WindowGroups:
 
     def _load_port_runs(self) -> tuple[np.ndarray, np.ndarray]:
         has = self.has_port
+        if self.weight is None and self.n < 1 << 16 and _MAX_KEY_BITS >= 32:
+            # Same runs as ``runs`` from one uint32 sort of group << 16 | port (half the
+            # bytes of an int64 key); a missing port (-1) makes the key 0xFFFFFFFF, above
+            # every real one (groups < 65535), so those rows sort last and are cut off.
+            key = self.group.astype(np.uint32)
+            key <<= 16
+            key |= self.port.view(np.uint32)
+            key.sort()
+            return _sorted_runs(key[: int(np.count_nonzero(has))], 16)
         return self.runs([(self.port, 16)], select=None if has.all() else has)[0]
 
     def _load_peer_runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         # one sort serves distinct peers, peer entropy and distinct (peer, port) pairs
         self._inputs.peer  # noqa: B018 - loads the peer codes, which sets n_peers
-        return self.runs([(self.peer, _bit_length(self._inputs.n_peers)), (self.port + 1, _PORT_BITS)])
+        peer_bits = _bit_length(self._inputs.n_peers)
+        if self.weight is None and _bit_length(self.n - 1) + peer_bits + _PORT_BITS <= _MAX_KEY_BITS:
+            # ``runs`` for these two levels, built in place: group | peer | port + 1
+            key = np.left_shift(self.group, peer_bits + _PORT_BITS)
+            key |= np.left_shift(self.peer, _PORT_BITS, dtype=np.int64)
+            key += self.port  # the low bits are 0, so adding port + 1 is or-ing it
+            key += 1
+            key.sort()
+            return [_sorted_runs(key >> _PORT_BITS, peer_bits), _sorted_runs(key, peer_bits + _PORT_BITS)]
+        return self.runs([(self.peer, peer_bits), (self.port + 1, _PORT_BITS)])
+
+
+def _sorted_runs(key: np.ndarray, group_shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal values in sorted ``key``: each run's group (``key >> group_shift``) and size."""
+    n = len(key)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    head = np.empty(n, dtype=bool)
+    head[0] = True
+    np.not_equal(key[1:], key[:-1], out=head[1:])
+    starts = np.flatnonzero(head)
+    return (key[starts] >> group_shift).astype(np.int64, copy=False), np.diff(starts, append=n)
 
 
 # --- the features -----------------------------------------------------------------------
@@ -695,14 +749,19 @@ def low_port_ratio(g: WindowGroups) -> np.ndarray:
 @register_feature(tags=("default",), needs=("destination_port", "event_start"))
 def port_sequence_ratio(g: WindowGroups) -> np.ndarray:
     """Fraction of consecutive attempts (time order, ported attempts only) whose port differs by exactly 1; 0 below 2 attempts."""
-    port, group, has = g.port, g.group, g.has_port
-    if not has.all():
-        port, group = port[has], group[has]
-    stepped = np.zeros(len(port), dtype=np.int8)  # row i: is (i - 1, i) a ±1 step in one group
-    stepped[1:] = (group[1:] == group[:-1]) & (np.abs(np.diff(port)) == 1)
-    hits = np.bincount(group, weights=stepped, minlength=g.n)
-    pairs = np.bincount(group, minlength=g.n) - 1
-    return g.ratio(hits, pairs.astype(np.float64))
+    port, has = g.port, g.has_port
+    if has.all():
+        group, ported, same = g.group, g.size, g.same_previous
+    else:
+        port, group = port[has], g.group[has]
+        ported = g.size - np.bincount(g.group[~has], minlength=g.n)  # few rows lack a port
+        same = group[1:] == group[:-1]
+    step = np.diff(port)
+    np.abs(step, out=step)
+    stepped = step == 1  # pair (i, i + 1) is a ±1 step
+    stepped &= same  # ... within one group
+    hits = np.bincount(group[1:][stepped], minlength=g.n)
+    return g.ratio(hits.astype(np.float64), (ported - 1).astype(np.float64))
 
 
 @register_feature(tags=("default",), needs=("event_start",))
@@ -712,12 +771,13 @@ def interarrival_cv(g: WindowGroups) -> np.ndarray:
     if len(t) == 0:
         return np.zeros(g.n)
     gaps = g.size - 1
-    last = g.starts + g.size - 1
+    last = g.starts + gaps
     mean = g.ratio((t[last] - t[g.starts]).astype(np.float64), gaps.astype(np.float64))
-    same = g.same_previous
-    dev = np.diff(t).astype(np.float64) - mean[g.group[1:]]
-    dev[~same] = 0.0
-    sq = np.bincount(g.group[1:], weights=dev * dev, minlength=g.n)
+    dev = np.diff(t).astype(np.float64)  # gap i is between rows i and i + 1
+    dev -= np.repeat(mean, g.size)[1:]
+    dev[g.starts[1:] - 1] = 0.0  # a group's first row has no gap before it in the group
+    dev *= dev
+    sq = np.bincount(g.group[1:], weights=dev, minlength=g.n)
     std = np.sqrt(g.ratio(sq, gaps.astype(np.float64)))
     cv = g.ratio(std, mean)
     cv[gaps < 2] = 0.0
@@ -765,36 +825,73 @@ def _chunks(t: np.ndarray, window_ns: int, slide_ns: int, chunk_rows: int) -> li
     return [(int(a), int(b), k0, k1) for a, b, k0, k1 in zip(lo, hi, bounds[:-1], bounds[1:]) if b > a]
 
 
+def _window_of_rows(t: np.ndarray, window_ns: int) -> np.ndarray:
+    """Tumbling window of each of the time-sorted ``t``, counted from the first one's."""
+    first, last = int(t[0]) // window_ns, int(t[-1]) // window_ns
+    if last - first > 255:
+        return np.floor_divide(t, window_ns) - first
+    # a few windows: cut the sorted times at their starts (no division per row), one byte each
+    cuts = np.searchsorted(t, np.arange(first + 1, last + 1, dtype=np.int64) * window_ns)
+    return np.repeat(np.arange(last - first + 1, dtype=np.uint8), np.diff(cuts, prepend=0, append=len(t)))
+
+
 def _group_chunk(
     entity: np.ndarray, t: np.ndarray, lo: int, hi: int, k0: int, k1: int, window_ns: int, slide_ns: int, entity_bits: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows of one chunk ordered by (entity, window, time): rows, group, starts, group entity, group k."""
-    if slide_ns == window_ns:  # tumbling: every row of the chunk is in exactly one of its windows
-        local = np.arange(hi - lo, dtype=np.int64)
-        wl = np.floor_divide(t[lo:hi], window_ns) - k0
-        e = entity[lo:hi]
-    else:
-        local, k = expand_windows(t[lo:hi], window_ns, slide_ns, k_range=(k0, k1))
-        wl = k - k0
-        e = entity[lo:hi][local]
-    wb, rb = _bit_length(k1 - k0 - 1), _bit_length(hi - lo - 1)
-    if entity_bits + wb + rb <= _MAX_KEY_BITS:
-        key = (e.astype(np.int64) << (wb + rb)) | (wl << rb) | local
+    n = hi - lo
+    rb = _bit_length(n - 1)
+    if slide_ns == window_ns and entity_bits + rb <= _MAX_KEY_BITS:
+        # Tumbling: each row is in one window and rows are in time order, so sorting by
+        # (entity, row) also orders each entity's rows by window; the key is uint32
+        # (half the bytes to sort) whenever entity and row fit in 32 bits.
+        key = entity[lo:hi].astype(np.uint32 if entity_bits + rb <= 32 else np.int64)
+        key <<= rb
+        key |= np.arange(n, dtype=key.dtype)
         key.sort()
-        local = key & ((1 << rb) - 1)
-        gkey = key >> rb
-        change = gkey[1:] != gkey[:-1]
-        starts = np.flatnonzero(np.concatenate(([True], change)))
-        head = gkey[starts]
-        g_entity, g_k = head >> wb, (head & ((1 << wb) - 1)) + k0
+        rows = np.bitwise_and(key, (1 << rb) - 1, dtype=np.int64)
+        key >>= rb  # the entity of each row
+        head = np.empty(n, dtype=bool)  # first row of a group
+        head[0] = True
+        np.not_equal(key[1:], key[:-1], out=head[1:])
+        if int(t[lo]) // window_ns == int(t[hi - 1]) // window_ns:
+            starts = np.flatnonzero(head)
+            g_k = np.full(len(starts), int(t[lo]) // window_ns, dtype=np.int64)
+        else:
+            k = np.take(_window_of_rows(t[lo:hi], window_ns), rows)
+            head[1:] |= k[1:] != k[:-1]
+            starts = np.flatnonzero(head)
+            g_k = k[starts].astype(np.int64) + int(t[lo]) // window_ns
+        g_entity = key[starts].astype(np.int64)
+        rows += lo
     else:
-        order = np.lexsort((local, wl, e))
-        local, e, wl = local[order], e[order], wl[order]
-        change = (e[1:] != e[:-1]) | (wl[1:] != wl[:-1])
-        starts = np.flatnonzero(np.concatenate(([True], change)))
-        g_entity, g_k = e[starts].astype(np.int64), wl[starts] + k0
-    group = np.concatenate(([0], np.cumsum(change)))
-    return local + lo, group, starts, g_entity, g_k
+        if slide_ns == window_ns:
+            local = np.arange(n, dtype=np.int64)
+            wl = np.floor_divide(t[lo:hi], window_ns) - k0
+            e = entity[lo:hi]
+        else:
+            local, k = expand_windows(t[lo:hi], window_ns, slide_ns, k_range=(k0, k1))
+            wl = k - k0
+            e = entity[lo:hi][local]
+        wb = _bit_length(k1 - k0 - 1)
+        if entity_bits + wb + rb <= _MAX_KEY_BITS:
+            key = (e.astype(np.int64) << (wb + rb)) | (wl << rb) | local
+            key.sort()
+            local = key & ((1 << rb) - 1)
+            gkey = key >> rb
+            change = gkey[1:] != gkey[:-1]
+            starts = np.flatnonzero(np.concatenate(([True], change)))
+            head = gkey[starts]
+            g_entity, g_k = head >> wb, (head & ((1 << wb) - 1)) + k0
+        else:
+            order = np.lexsort((local, wl, e))
+            local, e, wl = local[order], e[order], wl[order]
+            change = (e[1:] != e[:-1]) | (wl[1:] != wl[:-1])
+            starts = np.flatnonzero(np.concatenate(([True], change)))
+            g_entity, g_k = e[starts].astype(np.int64), wl[starts] + k0
+        rows = local + lo
+    group = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(starts, append=len(rows)))
+    return rows, group, starts, g_entity, g_k
 
 
 def _empty_result(conns: pd.DataFrame, by: str, names: list[str]) -> pd.DataFrame:
@@ -805,8 +902,8 @@ def _empty_result(conns: pd.DataFrame, by: str, names: list[str]) -> pd.DataFram
     return pd.DataFrame({n: np.empty(0, dtype=np.float64) for n in names}, index=index)
 
 
-def _threads(n_jobs: int | None, n_chunks: int) -> int:
-    """Threads to use: scikit-learn's ``n_jobs`` convention, never more than the chunks."""
+def _threads(n_jobs: int | None, n_tasks: int) -> int:
+    """Threads to use: scikit-learn's ``n_jobs`` convention, never more than the tasks."""
     import os
 
     if n_jobs is None:
@@ -814,7 +911,7 @@ def _threads(n_jobs: int | None, n_chunks: int) -> int:
     if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be None, a positive integer or -1, got {n_jobs!r}")
     wanted = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
-    return max(1, min(wanted, n_chunks))
+    return max(1, min(wanted, n_tasks))
 
 
 def window_features(
@@ -892,9 +989,33 @@ def window_features(
     missing = sorted(needed - set(conns.columns))
     if missing:
         raise ValueError(f"window_features needs columns {missing}, which the frame lacks (features: {names})")
+    threads = _threads(n_jobs, len(conns))
     if len(conns) == 0:
         return _empty_result(conns, by, names)
+    if threads == 1:
+        return _window_features(conns, by, peer_column, selected, window_ns, slide_ns, None)
+    from concurrent.futures import ThreadPoolExecutor
 
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return _window_features(conns, by, peer_column, selected, window_ns, slide_ns, pool)
+
+
+def _window_features(
+    conns: pd.DataFrame,
+    by: str,
+    peer_column: str,
+    selected: list[Feature],
+    window_ns: int,
+    slide_ns: int,
+    pool: Any,
+) -> pd.DataFrame:
+    """:func:`window_features` after the checks; ``pool`` (a thread pool or None) computes chunks."""
+    names = [f.name for f in selected]
+    needs = {n for f in selected for n in f.needs}
+    peer_codes = None
+    if pool is not None and "peer_ip" in needs:
+        # pyarrow releases the GIL: the peers are factorized while this thread does the entities
+        peer_codes = pool.submit(_factorize, conns[peer_column])
     entity_codes, entity_uniques = _factorize(conns[by])
     times = conns["event_start"]
     usable = entity_codes >= 0
@@ -906,7 +1027,7 @@ def window_features(
             f"window_features: left out {int((~usable).sum())} of {len(conns)} rows "
             f"({int((entity_codes < 0).sum())} without {by}, {int(time_missing.sum())} without event_start)",
             DataQualityWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of window_features
         )
         keep = usable
         if not usable.any():
@@ -917,7 +1038,7 @@ def window_features(
     if len(t) > 1 and not bool(np.all(t[1:] >= t[:-1])):
         order = np.argsort(t, kind="stable")
         t, entity = t[order], entity[order]
-    inputs = _Inputs(conns, by, peer_column, order, keep, needed={n for f in selected for n in f.needs})
+    inputs = _Inputs(conns, by, peer_column, order, keep, needed=needs, peer_codes=peer_codes)
     inputs._cache["entity"] = entity
     inputs._cache["time"] = t
     entity_bits = _bit_length(len(entity_uniques) - 1)
@@ -925,26 +1046,21 @@ def window_features(
     def compute(bounds: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows, group, starts, g_entity, g_k = _group_chunk(entity, t, *bounds, window_ns, slide_ns, entity_bits)
         groups = WindowGroups(inputs, rows, group, starts)
-        values = np.empty((groups.n, len(selected)))
+        values = np.empty((len(selected), groups.n))  # feature-major: the frame's own layout
         for j, f in enumerate(selected):
-            values[:, j] = f.kernel(groups)
+            values[j] = f.kernel(groups)
         return g_entity, g_k, values
 
     chunks = list(_chunks(t, window_ns, slide_ns, CHUNK_ROWS))
-    threads = _threads(n_jobs, len(chunks))
-    if threads == 1:
-        parts = [compute(c) for c in chunks]
+    # The first chunk fills the shared per-row cache of ``inputs``; after it, chunks only
+    # read shared arrays and write their own, and numpy releases the GIL in most kernels.
+    parts = [compute(chunks[0])]
+    if pool is None:
+        parts += [compute(c) for c in chunks[1:]]
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # The first chunk fills the shared per-row cache of ``inputs``; after it, chunks only
-        # read shared arrays and write their own, and numpy releases the GIL in the kernels.
-        parts = [compute(chunks[0])]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            parts += list(pool.map(compute, chunks[1:]))
+        parts += list(pool.map(compute, chunks[1:]))
     g_entity = np.concatenate([p[0] for p in parts])
     g_k = np.concatenate([p[1] for p in parts])
-    values = np.concatenate([p[2] for p in parts])
 
     # Sort by (entity as text, window start) and build the index from codes, not values.
     used = np.bincount(g_entity, minlength=len(entity_uniques)) > 0
@@ -954,8 +1070,15 @@ def window_features(
     rank = np.empty(len(entity_uniques), dtype=np.int64)
     rank[used_codes[by_text]] = np.arange(len(used_codes))
     entity_rank = rank[g_entity]
-    k_levels, k_codes = np.unique(g_k, return_inverse=True)
-    order_out = np.lexsort((k_codes, entity_rank))
+    k_levels, k_codes = _dense_codes(g_k)
+    order_out = _order_by(entity_rank, k_codes)
+    position = np.empty(len(order_out), dtype=np.int64)
+    position[order_out] = np.arange(len(order_out))
+    values = np.empty((len(names), len(order_out)))
+    offset = 0
+    for part in parts:  # each chunk's values straight to their sorted place
+        values[:, position[offset : offset + part[2].shape[1]]] = part[2]
+        offset += part[2].shape[1]
     index = pd.MultiIndex(
         levels=[
             pd.Index(level_entities[by_text]),
@@ -965,7 +1088,32 @@ def window_features(
         names=[by, "window_start"],
         verify_integrity=False,
     )
-    return pd.DataFrame(values[order_out], index=index, columns=pd.Index(names))
+    # values.T is the frame's column-major layout, so pandas keeps it without a copy
+    return pd.DataFrame(values.T, index=index, columns=pd.Index(names), copy=False)
+
+
+def _dense_codes(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of the integers ``k`` and each one's position among them."""
+    low = int(k.min())
+    span = int(k.max()) - low + 1
+    if span > 4 * len(k) + 1024:  # sparse: a table over the span would be large
+        return np.unique(k, return_inverse=True)
+    present = np.bincount(k - low, minlength=span) > 0
+    code_of = np.cumsum(present) - 1
+    return np.flatnonzero(present) + low, code_of[k - low]
+
+
+def _order_by(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """``np.lexsort((minor, major))`` for non-negative integers, by one packed-key sort when it fits."""
+    n = len(major)
+    mb, nb, rb = _bit_length(int(major.max())), _bit_length(int(minor.max())), _bit_length(n - 1)
+    if mb + nb + rb > _MAX_KEY_BITS:
+        return np.lexsort((minor, major))
+    key = major << (nb + rb)
+    key |= minor << rb
+    key |= np.arange(n, dtype=np.int64)
+    key.sort()
+    return key & ((1 << rb) - 1)
 
 
 if __name__ == "__main__":  # python -m t1046lab.features > docs/features.md

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import t1046lab
 from t1046lab import features as F
@@ -316,3 +318,109 @@ def test_threads_give_the_same_features(conns, shuffled, monkeypatch):
         pd.testing.assert_frame_equal(t1046lab.window_features(frame, features="all", slide="1min", n_jobs=-1), one)
     with pytest.raises(ValueError, match="n_jobs must be None, a positive integer or -1"):
         t1046lab.window_features(conns, n_jobs=0)
+
+
+# --- random small frames: every chunking and key-packing path against the reference ---------
+
+_PORTS = np.array([0, 21, 22, 23, 24, 80, 443, 444, 1023, 1024, 1025, 8080, 65534, 65535])
+_OUTCOME_VALUES = ["established", "rejected", "no_reply", "icmp_unreachable", "denied", "partial", "unknown"]
+_TRANSPORT_VALUES = ["tcp", "udp", "icmp", "icmpv6", "other"]
+
+
+def _random_conns(seed: int, n: int, n_src: int, n_dst: int, spread_s: int, tick_s: int, weighted: bool) -> pd.DataFrame:
+    """A canonical frame of ``n`` random attempts: few hosts, tied times, missing ports, peers and bytes."""
+    from t1046lab import schema
+
+    rng = np.random.default_rng(seed)
+    port = pd.array(rng.choice(_PORTS, n), dtype="Int32")
+    port[rng.random(n) < 0.15] = pd.NA
+    dst = np.array([f"10.0.1.{i}" for i in rng.integers(0, n_dst, n)], dtype=object)
+    dst[rng.random(n) < 0.05] = None
+    sent = pd.array(rng.integers(0, 5000, n), dtype="Int64")
+    sent[rng.random(n) < 0.1] = pd.NA
+    columns = {
+        "event_start": T0 + pd.to_timedelta(rng.integers(0, spread_s // tick_s + 1, n) * tick_s, unit="s"),
+        "source_ip": [f"10.0.0.{i}" for i in rng.integers(0, n_src, n)],
+        "destination_ip": dst,
+        "destination_port": port,
+        "network_transport": rng.choice(_TRANSPORT_VALUES, n, p=[0.6, 0.2, 0.1, 0.05, 0.05]),
+        "conn_outcome": rng.choice(_OUTCOME_VALUES, n),
+        "source_bytes": sent,
+        "destination_bytes": pd.array(rng.integers(0, 90000, n), dtype="Int64"),
+    }
+    if weighted:
+        columns["aggregated_count"] = pd.array(rng.integers(1, 6, n), dtype="Int64")
+    return schema.conform(columns, log_format="simulated")
+
+
+T0 = pd.Timestamp("2026-03-02T07:58:31Z")
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 160),
+    n_src=st.integers(1, 5),
+    n_dst=st.integers(1, 9),
+    spread_s=st.sampled_from([30, 600, 4000, 400_000]),  # 400,000 s: over 255 one-minute windows in a chunk
+    tick_s=st.sampled_from([1, 7, 60]),  # coarse ticks make ties, whose input order must be kept
+    weighted=st.booleans(),
+    view=st.sampled_from([("1min", None), ("5min", None), ("5min", "2min")]),
+    by=st.sampled_from(["source_ip", "destination_ip"]),
+    chunk_rows=st.sampled_from([1, 5, 64, F.CHUNK_ROWS]),
+)
+@settings(max_examples=60, deadline=None)
+def test_random_frames_match_reference(seed, n, n_src, n_dst, spread_s, tick_s, weighted, view, by, chunk_rows):
+    conns = _random_conns(seed, n, n_src, n_dst, spread_s, tick_s, weighted)
+    if by == "destination_ip":
+        conns = conns[conns["destination_ip"].notna()]
+        if conns.empty:
+            return
+    window, slide = view
+    saved = F.CHUNK_ROWS
+    F.CHUNK_ROWS = chunk_rows  # not monkeypatch: hypothesis runs many examples in one test call
+    try:
+        ours = t1046lab.window_features(conns, window=window, slide=slide, by=by, features="all")
+    finally:
+        F.CHUNK_ROWS = saved
+    _check(ours, reference(conns, window, by=by, slide=slide))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fast_paths_equal_the_general_ones_exactly(conns, shuffled, monkeypatch, weighted):
+    """The uint32 and int64 packed-key paths give the same bits as the lexsort fallbacks."""
+    frames = [conns, shuffled]
+    if weighted:
+        rng = np.random.default_rng(3)
+        frames = [f.assign(aggregated_count=pd.array(rng.integers(1, 6, len(f)), dtype="Int64")) for f in frames]
+    for frame in frames:
+        for slide in (None, "2min"):
+            fast = t1046lab.window_features(frame, window="5min", slide=slide, features="all")
+            with monkeypatch.context() as m:
+                m.setattr(F, "_MAX_KEY_BITS", 40)  # no uint32 keys; int64 keys still fit
+                pd.testing.assert_frame_equal(t1046lab.window_features(frame, window="5min", slide=slide, features="all"), fast, check_exact=True)
+                m.setattr(F, "_MAX_KEY_BITS", 0)  # every sort is a lexsort
+                pd.testing.assert_frame_equal(t1046lab.window_features(frame, window="5min", slide=slide, features="all"), fast, check_exact=True)
+
+
+def test_first_contact_with_wide_keys():
+    """Over 2**17 rows and 2**14 peers: the first-contact sort key needs more than 31 bits."""
+    n = 140_000
+    rng = np.random.default_rng(11)
+    src = rng.integers(0, 40, n)
+    dst = rng.integers(0, 20_000, n)
+    conns = pd.DataFrame(
+        {
+            "event_start": T0 + pd.to_timedelta(np.sort(rng.integers(0, 6 * 3600, n)), unit="s"),
+            "source_ip": pd.array([f"10.0.0.{i}" for i in src], dtype="string"),
+            "destination_ip": pd.array([f"10.{2 + i // 250}.{i % 250}.1" for i in dst], dtype="string"),
+        }
+    )
+    ours = t1046lab.window_features(conns, window="1h", features=["new_peer_ratio"])["new_peer_ratio"]
+    # independent: a pair is new in a window if its first contact falls in that window
+    d = conns.assign(window_start=conns["event_start"].dt.floor("1h"))
+    first = d.groupby(["source_ip", "destination_ip"])["event_start"].transform("min").dt.floor("1h") == d["window_start"]
+    pairs = d.assign(new=first).drop_duplicates(["source_ip", "window_start", "destination_ip"])
+    expected = pairs.groupby(["source_ip", "window_start"])["new"].mean()
+    np.testing.assert_allclose(ours.to_numpy(), expected.to_numpy(), rtol=1e-12)
+    assert list(ours.index) == list(expected.index)
+    assert 0 < ours.min() and ours.max() <= 1
