@@ -314,6 +314,23 @@ def _factorize(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int32, copy=False), pd.Index(uniques)
 
 
+def _factorize_in_value_order(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """:func:`_factorize` with codes numbered in the sorted order of the values.
+
+    Float sums over a group's peers (``peer_entropy``) run in code order; numbering peers by
+    value instead of first appearance makes them independent of how the rows were chunked
+    or partitioned, so streaming and Dask give the in-memory values bit for bit.
+    """
+    codes, uniques = _factorize(series)
+    if len(uniques) < 2:
+        return codes, uniques
+    order = np.asarray(uniques.argsort(), dtype=np.int64)
+    rank = np.empty(len(uniques) + 1, dtype=np.int32)
+    rank[order] = np.arange(len(uniques), dtype=np.int32)
+    rank[-1] = -1  # code -1 (missing) stays -1
+    return rank[codes], uniques[order]
+
+
 def _bit_length(n: int) -> int:
     return max(int(n).bit_length(), 1)
 
@@ -369,7 +386,7 @@ class _Inputs:
         if self._peer_codes is not None:
             codes, uniques = self._peer_codes.result()
         else:
-            codes, uniques = _factorize(self._column(self._peer_column))
+            codes, uniques = _factorize_in_value_order(self._column(self._peer_column))
         self.n_peers = len(uniques) + 1
         codes += 1  # 0 stands for a missing address
         return self._arrange(codes)
@@ -1015,7 +1032,7 @@ def _window_features(
     peer_codes = None
     if pool is not None and "peer_ip" in needs:
         # pyarrow releases the GIL: the peers are factorized while this thread does the entities
-        peer_codes = pool.submit(_factorize, conns[peer_column])
+        peer_codes = pool.submit(_factorize_in_value_order, conns[peer_column])
     entity_codes, entity_uniques = _factorize(conns[by])
     times = conns["event_start"]
     usable = entity_codes >= 0

@@ -97,7 +97,7 @@ def test_day_partitions_map_without_shuffle(client, day_dir, conns, caplog):
     got = lazy.compute().sort_index()
     expected = window_features(conns)
     assert len(expected) > 1000
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_random_partitions_shuffle_on_entity(client, conns, caplog):
@@ -109,7 +109,7 @@ def test_random_partitions_shuffle_on_entity(client, conns, caplog):
         got = window_features_dask(ddf, by="destination_ip", features="minimal").compute()
     assert layouts(caplog) == ["shuffle"]
     assert ROW_ID not in got.columns
-    pd.testing.assert_frame_equal(got.sort_index(), window_features(shuffled, by="destination_ip", features="minimal"))
+    pd.testing.assert_frame_equal(got.sort_index(), window_features(shuffled, by="destination_ip", features="minimal"), check_exact=True)
 
 
 def test_sliding_windows_across_day_boundaries(client, day_dir, day_conns, caplog):
@@ -120,7 +120,7 @@ def test_sliding_windows_across_day_boundaries(client, day_dir, day_conns, caplo
     assert layouts(caplog) == ["boundary"]
     expected = window_features(day_conns, window="10min", slide="5min")
     assert (expected.index.get_level_values("window_start").strftime("%H:%M") == "23:55").any()
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_windows_that_divide_a_day_need_no_shuffle(client, day_dir, day_conns, caplog):
@@ -128,7 +128,7 @@ def test_windows_that_divide_a_day_need_no_shuffle(client, day_dir, day_conns, c
     with caplog.at_level(logging.INFO, logger=LOGGER):
         for window in ("1h", "7h"):  # 7 h windows do not divide a day: one spans each midnight
             got = window_features_dask(ddf, window=window, features="minimal").compute().sort_index()
-            pd.testing.assert_frame_equal(got, window_features(day_conns, window=window, features="minimal"))
+            pd.testing.assert_frame_equal(got, window_features(day_conns, window=window, features="minimal"), check_exact=True)
     assert layouts(caplog) == ["map", "boundary"]
 
 
@@ -141,7 +141,7 @@ def test_time_ordered_partitions_cut_inside_windows(client, day_conns, caplog):
     with caplog.at_level(logging.INFO, logger=LOGGER):
         got = window_features_dask(ddf, window="15min", features="minimal").compute().sort_index()
     assert layouts(caplog) == ["boundary"]
-    pd.testing.assert_frame_equal(got, window_features(part, window="15min", features="minimal"))
+    pd.testing.assert_frame_equal(got, window_features(part, window="15min", features="minimal"), check_exact=True)
 
 
 def test_history_features_shuffle_even_for_day_partitions(client, day_dir, caplog):
@@ -155,7 +155,7 @@ def test_history_features_shuffle_even_for_day_partitions(client, day_dir, caplo
     assert layouts(caplog) == ["shuffle"]
     expected = window_features(day, features=names)
     assert (expected["new_peer_ratio"] < 1).any() and (expected["new_peer_ratio"] > 0).any()
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 @pytest.mark.parametrize("detector", ["port-entropy", "zeek-scan", "trw"])
@@ -163,7 +163,7 @@ def test_detect_dask_equals_pandas(client, day_dir, day_conns, detector):
     expected = detect(day_conns, detector, all_windows=True)
     got = detect_dask(str(day_dir), detector, all_windows=True)
     assert expected["alert"].any() and not expected["alert"].all()
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_window_detectors_with_a_baseline_period_and_roles(client, day_dir, day_conns):
@@ -178,14 +178,14 @@ def test_window_detectors_with_a_baseline_period_and_roles(client, day_dir, day_
         expected = detect(day_conns, detector, all_windows=True, **params)
         got = detect_dask(read_parquet(day_dir), detector, all_windows=True, **params)
         assert len(expected) > 100
-        pd.testing.assert_frame_equal(got, expected)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_detect_dispatches_a_dask_frame(client, day_dir, day_conns):
     got = detect(read_parquet(day_dir), "trw", after_benign="stop")
     expected = detect(day_conns, "trw", after_benign="stop")
     assert expected["alert"].any()
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_iforest_self_fit(client, day_dir, day_conns):
@@ -193,7 +193,7 @@ def test_iforest_self_fit(client, day_dir, day_conns):
     expected = detect(day_conns, "iforest", **params)
     got = detect_dask(read_parquet(day_dir), "iforest", **params)
     assert expected["alert"].any()
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_iforest_broadcast_model_on_a_scheduler_address(client, day_dir, day_conns):
@@ -205,7 +205,7 @@ def test_iforest_broadcast_model_on_a_scheduler_address(client, day_dir, day_con
     expected = detect(day_conns, "iforest", model=model, all_windows=True)
     got = detect_dask(str(day_dir), "iforest", model=model, all_windows=True, scheduler=client.scheduler.address)
     assert expected["alert"].any() and not expected["alert"].all()
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 
 @pytest.mark.parametrize("detector", ["snort-portscan", "ensemble"])
