@@ -15,6 +15,7 @@ import dask
 import dask.dataframe as dd
 
 from t1046lab.datasets import simulate_enterprise
+from t1046lab.exceptions import DataQualityWarning
 from t1046lab.detectors import detect
 from t1046lab.detectors.iforest import IsolationForestDetector
 from t1046lab.features import window_features
@@ -225,3 +226,14 @@ def test_empty_and_bad_input(client, day_conns):
     with pytest.raises(FileNotFoundError):
         detect_dask("/nonexistent/conns", "trw")
     assert np.isfinite(window_features_dask(dd.from_pandas(day_conns.head(500), npartitions=2)).compute().to_numpy()).all()
+
+
+def test_rows_left_out_on_workers_are_reported_on_the_client(client, day_conns):
+    holes = day_conns.copy()
+    holes.loc[holes.index[::500], "source_ip"] = pd.NA
+    n_missing = int(holes["source_ip"].isna().sum())
+    with pytest.warns(DataQualityWarning, match=f"left out {n_missing:,} rows without source_ip"):
+        got = detect_dask(dd.from_pandas(holes, npartitions=4), "port-entropy")
+    with pytest.warns(DataQualityWarning):
+        expected = detect(holes, "port-entropy")
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)

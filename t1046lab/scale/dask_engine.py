@@ -46,6 +46,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from ..alerts import empty_alerts
+from ..exceptions import DataQualityWarning
 from ..features import get_features, window_features
 from ..windows import WindowLike, to_timedelta_ns
 
@@ -380,8 +382,7 @@ def window_features_dask(
     """:func:`~t1046lab.features.window_features` of a dask DataFrame, as a dask DataFrame.
 
     ``result.compute().sort_index()`` equals ``window_features(ddf.compute(), ...)`` (index,
-    dtypes and values; entropies to the last bit or two, see the module docstring). Only
-    the columns the features need are read.
+    dtypes and values, bit for bit). Only the columns the features need are read.
 
     Partitions already disjoint in window ids (day files with tumbling windows that divide a
     day) are mapped as they are; time-ordered partitions that share boundary windows pass
@@ -404,7 +405,8 @@ def window_features_dask(
         Index ``(by, "window_start")``, one float64 column per feature; each partition is
         sorted, the partitions are not ordered among themselves (``sort_index`` after
         ``compute``). Rows without ``by`` or ``event_start`` are left out; the warning is
-        raised where the partition is computed (a worker, under ``distributed``).
+        raised where the partition is computed (a worker, under ``distributed``), so
+        :func:`detect_dask` counts them and warns on the client.
     """
     if not is_dask_frame(ddf):
         raise TypeError(f"expected a dask DataFrame, got {type(ddf).__name__}")
@@ -480,13 +482,17 @@ def _detect_window_model(ddf: Any, info: Any, p: dict[str, Any], all_windows: bo
     by_dtype = ddf._meta[by].dtype if by in ddf.columns else object
     feats = window_features_dask(ddf, window=window, by=by, features=feature_columns(columns))
     kwargs = {"detector": info.name, "columns": list(columns), "all_windows": all_windows, "window": window, "by": by}
+    # Workers' warnings do not reach the caller: count the rows window_features leaves out here.
+    left_out = (ddf[by].isna() | ddf["event_start"].isna()).sum() if by in ddf.columns else None
     model, baseline = p["model"], p["baseline"]
     if model is not None:
         # One delayed object: the model is serialised once into the graph and sent to each
         # worker that scores a partition, not pickled into every task.
         estimator = dask.delayed(_model(model, type(make())), pure=True)
         parts = [dask.delayed(_score_part)(f, estimator, make, kwargs) for f in feats.to_delayed()]
-        outputs = [o for o in dask.compute(*parts) if not o.empty]
+        *scored, n_left_out = dask.compute(*parts, left_out)
+        _warn_left_out(n_left_out, by)
+        outputs = [o for o in scored if not o.empty]
         alerts = pd.concat(outputs, ignore_index=True) if outputs else empty_alerts()
         return _sort_window_alerts(alerts, by_dtype)
     base = None
@@ -503,8 +509,18 @@ def _detect_window_model(ddf: Any, info: Any, p: dict[str, Any], all_windows: bo
                 raise ValueError(f"the baseline period {start} to {end} holds no connections")
         else:
             base = window_features(_baseline_conns(None, baseline), window=window, by=by, features=list(columns))
-    computed = feats.compute().sort_index()
-    return score_windows(make, computed, baseline_features=base, model=None, **kwargs)
+    computed, n_left_out = dask.compute(feats, left_out)
+    _warn_left_out(n_left_out, by)
+    return score_windows(make, computed.sort_index(), baseline_features=base, model=None, **kwargs)
+
+
+def _warn_left_out(count: Any, by: str) -> None:
+    if count is not None and int(count):
+        warnings.warn(
+            f"detect_dask: left out {int(count):,} rows without {by} or event_start (they cannot be placed in a window)",
+            DataQualityWarning,
+            stacklevel=4,
+        )
 
 
 def _detect_part(part: pd.DataFrame, name: str, params: dict[str, Any], all_windows: bool) -> pd.DataFrame:
