@@ -64,11 +64,13 @@ from .windows import WindowLike, expand_windows, to_timedelta_ns, to_utc_ns
 
 __all__ = [
     "AGGREGATED_COUNT",
+    "HISTORY_FEATURES",
     "TAGS",
     "Feature",
     "WindowGroups",
     "features_markdown",
     "get_features",
+    "input_columns",
     "list_features",
     "register_feature",
     "window_features",
@@ -827,6 +829,23 @@ def _peer_column(by: str) -> str:
     return "source_ip" if by == "destination_ip" else "destination_ip"
 
 
+#: Features whose value in a window depends on the entity's earlier windows (first
+#: contacts "in the data"): only a split of the rows by entity keeps them exact.
+HISTORY_FEATURES = frozenset({"first_contact_failure_ratio", "new_peer_ratio"})
+
+
+def input_columns(features: str | Sequence[str] = "default", by: str = "source_ip") -> set[str]:
+    """The input columns :func:`window_features` reads for ``features`` by ``by``.
+
+    ``aggregated_count`` is optional (read when present) and not included.
+    """
+    peer_column = _peer_column(by)
+    needed = {"event_start", by}
+    for f in get_features(features):
+        needed.update(peer_column if c == "peer_ip" else c for c in f.needs)
+    return needed
+
+
 def _chunks(t: np.ndarray, window_ns: int, slide_ns: int, chunk_rows: int) -> list[tuple[int, int, int, int]]:
     """Cut sorted times into (row_lo, row_hi, k_lo, k_hi) so no window straddles two chunks."""
     k_first = (int(t[0]) - window_ns) // slide_ns + 1
@@ -1000,9 +1019,7 @@ def window_features(
     if slide_ns > window_ns:
         raise ValueError(f"slide={slide!r} is longer than window={window!r}: events between windows would be lost")
     peer_column = _peer_column(by)
-    needed = {"event_start", by}
-    for f in selected:
-        needed.update(peer_column if c == "peer_ip" else c for c in f.needs)
+    needed = input_columns(names, by)
     missing = sorted(needed - set(conns.columns))
     if missing:
         raise ValueError(f"window_features needs columns {missing}, which the frame lacks (features: {names})")

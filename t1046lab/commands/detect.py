@@ -116,13 +116,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         for name in args.detector:
             frames.append(detect(conns, detector=name, all_windows=args.all_windows, **parse_params(args.param, name)))
     elif engine == "stream":
-        from ..scale.streaming import iter_chunks, stream_detect
+        from ..scale.streaming import stream_detect
 
         for name in args.detector:
-            chunks = iter_chunks(args.input, format=args.format, strict=args.strict, chunksize=args.chunksize,
-                                 columns=stream_columns(name, parse_params(args.param, name)), progress=True)
-            alerts = stream_detect(chunks, name, all_windows=args.all_windows, chunksize=args.chunksize,
-                                   lateness=args.lateness, progress=True, **parse_params(args.param, name))
+            alerts = stream_detect(args.input, name, all_windows=args.all_windows, chunksize=args.chunksize,
+                                   lateness=args.lateness, progress=True, format=args.format, strict=args.strict,
+                                   **parse_params(args.param, name))
             n_connections = alerts.attrs.get("streamed", {}).get("rows")
             frames.append(alerts)
     else:
@@ -139,15 +138,6 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if args.output is not None:
         print(f"wrote {len(alerts):,} rows to {args.output}")
     return 0
-
-
-def stream_columns(detector: str, params: dict[str, Any]) -> list[str] | None:
-    """Columns a streamed window detector reads (parquet input decodes only these); None for all."""
-    from ..detectors import get_detector
-    from ..scale.streaming import feature_names
-
-    info = get_detector(detector)
-    return feature_names(info, info.resolve(params)) if info.window_model is not None else None
 
 
 def choose_engine(engine: str, path: Path, detectors: list[str]) -> str:

@@ -56,7 +56,7 @@ import pandas as pd
 
 from ..alerts import empty_alerts
 from ..exceptions import DataQualityWarning
-from ..features import get_features, window_features
+from ..features import HISTORY_FEATURES, get_features, input_columns, window_features
 from ..windows import WindowLike, to_timedelta_ns
 
 __all__ = ["connect", "detect_dask", "plan_layout", "read_parquet", "window_features_dask"]
@@ -265,7 +265,7 @@ def _partition_time_ranges(ddf: Any, parts: list[Any]) -> list[tuple[int, int] |
 
 
 def _plan(ddf: Any, parts: list[Any], window_ns: int, slide_ns: int, features: str | Sequence[str]) -> _Plan:
-    if any("expensive" in f.tags for f in get_features(features)):
+    if HISTORY_FEATURES.intersection(f.name for f in get_features(features)):
         return _Plan("shuffle")
     if len(parts) == 1:
         return _Plan("map")
@@ -360,10 +360,7 @@ def _features_part(part: pd.DataFrame, window: WindowLike, by: str, features: li
 
 
 def _needed_columns(columns: Sequence[str], by: str, features: str | Sequence[str]) -> list[str]:
-    peer = "source_ip" if by == "destination_ip" else "destination_ip"
-    needed = {"event_start", by}
-    for f in get_features(features):
-        needed.update(peer if c == "peer_ip" else c for c in f.needs)
+    needed = input_columns(features, by)
     if "aggregated_count" in columns:
         needed.add("aggregated_count")
     missing = sorted(needed - set(columns))

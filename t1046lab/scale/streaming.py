@@ -48,7 +48,6 @@ from ..exceptions import DataQualityWarning
 from ..windows import WindowLike, to_timedelta_ns, to_utc_ns
 
 __all__ = [
-    "HISTORY_FEATURES",
     "LateRowError",
     "StreamingWindowFeatures",
     "has_streaming_form",
@@ -59,11 +58,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Features that look at an entity's whole history in the data (first contacts): their
-#: value in a window depends on every earlier window, so time-chunked streaming cannot
-#: give the in-memory value. The Dask path, which partitions by entity, can.
-HISTORY_FEATURES = frozenset({"first_contact_failure_ratio", "new_peer_ratio"})
 
 #: Rows per chunk read from files.
 DEFAULT_CHUNKSIZE = 1_000_000
@@ -219,7 +213,7 @@ def iter_chunks(
     strict : bool
         Passed to the reader: stop at the first malformed record.
     progress : bool
-        Show a progress bar (rows; parquet input only, whose row count is known).
+        Show a progress bar of rows (with a total for parquet input, whose row count is known).
 
     Yields
     ------
@@ -304,7 +298,7 @@ class StreamingWindowFeatures:
         slide: WindowLike | None = None,
         lateness: WindowLike = "0s",
     ):
-        from ..features import _peer_column, get_features
+        from ..features import HISTORY_FEATURES, get_features, input_columns
 
         self.window = window
         self.by = by
@@ -326,11 +320,7 @@ class StreamingWindowFeatures:
         self._lateness_ns = int(pd.Timedelta(lateness).value)
         if self._lateness_ns < 0:
             raise ValueError(f"lateness must not be negative, got {lateness!r}")
-        peer = _peer_column(by)
-        needed = {"event_start", by}
-        for f in selected:
-            needed.update(peer if c == "peer_ip" else c for c in f.needs)
-        self.columns_ = sorted(needed) + (["aggregated_count"] if "aggregated_count" not in needed else [])
+        self.columns_ = sorted(input_columns(self._names, by)) + ["aggregated_count"]
         self._carry: pd.DataFrame | None = None
         self._carry_t = np.empty(0, dtype=np.int64)
         self._k_emitted: int | None = None  # windows below this id have been emitted
@@ -375,7 +365,7 @@ class StreamingWindowFeatures:
             self.rows_left_out_ += int((~usable).sum())
             part = part[usable]
         if len(part) == 0:
-            return self._compute(part, 0, 0)
+            return self._empty(part)
         t = to_utc_ns(part["event_start"])
         if self._k_emitted is not None:
             closed_before = (self._k_emitted - 1) * self._slide_ns + self._window_ns
@@ -396,7 +386,7 @@ class StreamingWindowFeatures:
             buffer, times = part, t
         watermark = self._max_t - self._lateness_ns
         k_open = (watermark - self._window_ns) // self._slide_ns + 1  # windows below it are complete
-        out = self._compute(buffer.iloc[:0], 0, 0)
+        out = None
         if self._k_emitted is None or k_open > self._k_emitted:
             closed_end = (k_open - 1) * self._slide_ns + self._window_ns
             open_start = k_open * self._slide_ns
@@ -416,7 +406,11 @@ class StreamingWindowFeatures:
             self._k_emitted = k_open
         self._carry, self._carry_t = buffer, times
         self.carried_rows_ = len(buffer)
-        return out
+        return self._empty(buffer) if out is None else out
+
+    def _empty(self, like: pd.DataFrame) -> pd.DataFrame:
+        """The features frame with no rows (the dtypes ``window_features`` gives)."""
+        return self._compute(like.iloc[:0], 0, 0)
 
     def flush(self) -> pd.DataFrame:
         """Emit every window still open (the input has ended) and reset the carried rows."""
@@ -428,7 +422,7 @@ class StreamingWindowFeatures:
                 stacklevel=2,
             )
         if self._carry is None or len(self._carry) == 0:
-            out = self._compute(_empty_like(self._carry, self.columns_), 0, 0)
+            out = self._empty(_empty_like(self._carry, self.columns_))
         else:
             out = self._compute(self._carry, self._k_emitted, None)
         self._carry, self._carry_t = None, np.empty(0, dtype=np.int64)
@@ -563,16 +557,17 @@ def _window_detector(info: Any, chunks: Iterable[pd.DataFrame], params: dict[str
 
     make, columns = info.window_model(params)
     window, by = params["window"], params["by"]
-    acc = StreamingWindowFeatures(window=window, by=by, features=feature_columns(columns), lateness=lateness)
     common = {"detector": info.name, "columns": columns, "all_windows": all_windows, "window": window, "by": by}
     if params["model"] is not None:
         estimator = _model(params["model"], type(make()))
-        alerts = []
-        for feats in _batches(acc, chunks):
-            if len(feats):
-                alerts.append(score_windows(make, feats, model=estimator, **common))
+        alerts = [
+            score_windows(make, feats, model=estimator, **common)
+            for feats in iter_window_features(chunks, window, by, feature_columns(columns), lateness=lateness)
+            if len(feats)
+        ]
         # in memory the windows are scored in (entity, window) order
         return _sort_alerts(alerts, ["entity", "window_start"])
+    acc = StreamingWindowFeatures(window=window, by=by, features=feature_columns(columns), lateness=lateness)
     baseline = params["baseline"]
     base_acc = None
     span = None
@@ -609,12 +604,6 @@ def _window_detector(info: Any, chunks: Iterable[pd.DataFrame], params: dict[str
     if feats.empty:
         return empty_alerts()
     return score_windows(make, feats, baseline_features=base_feats, **common)
-
-
-def _batches(acc: StreamingWindowFeatures, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    for chunk in chunks:
-        yield acc.update(chunk)
-    yield acc.flush()
 
 
 def _bucket_of(values: pd.Series, n_buckets: int) -> np.ndarray:
@@ -686,6 +675,8 @@ def stream_detect(
     n_buckets: int = 32,
     spill_dir: str | Path | None = None,
     progress: bool = False,
+    format: str = "auto",
+    strict: bool = False,
     **params: Any,
 ) -> pd.DataFrame:
     """Run a detector over data larger than memory; the alerts equal the in-memory ones.
@@ -712,6 +703,9 @@ def stream_detect(
         Where the buckets are written (the system temporary directory by default); removed after.
     progress : bool
         Show progress bars.
+    format, strict : str, bool
+        For a file that is not canonical parquet: its format and whether a malformed
+        record stops the read (see :func:`t1046lab.read`).
     **params
         The detector's parameters.
 
@@ -732,14 +726,18 @@ def stream_detect(
             counts["chunks"] += 1
             yield chunk
 
+    def chunks_of(columns: list[str] | None) -> Iterable[pd.DataFrame]:
+        if _is_chunks(source):
+            return source
+        return iter_chunks(source, format=format, columns=columns, chunksize=chunksize, strict=strict, progress=progress)
+
     if info.window_model is not None:
-        features = feature_names(info, resolved)
-        chunks = source if _is_chunks(source) else iter_chunks(source, chunksize=chunksize, columns=features, progress=progress)
+        chunks = chunks_of(_window_model_inputs(info, resolved))
         alerts = _window_detector(info, counted(chunks), resolved, bool(all_windows), lateness)
     elif info.partition_by is not None:
         if not isinstance(n_buckets, (int, np.integer)) or n_buckets < 1:
             raise ValueError(f"n_buckets must be a positive integer, got {n_buckets!r}")
-        chunks = source if _is_chunks(source) else iter_chunks(source, chunksize=chunksize, progress=progress)
+        chunks = chunks_of(None)
         alerts = _partitioned_detector(info, counted(chunks), resolved, bool(all_windows), int(n_buckets), spill_dir)
     else:
         raise ValueError(
@@ -758,19 +756,13 @@ def has_streaming_form(detector: str) -> bool:
     return info.window_model is not None or info.partition_by is not None
 
 
-def feature_names(info: Any, resolved: dict[str, Any]) -> list[str]:
+def _window_model_inputs(info: Any, resolved: dict[str, Any]) -> list[str]:
     """The input columns a window detector reads (for a projected parquet read)."""
     from ..detectors.anomaly import feature_columns
-    from ..features import _peer_column, get_features
+    from ..features import input_columns
 
     _, columns = info.window_model(resolved)
-    by = resolved["by"]
-    needed = {"event_start", by, "aggregated_count"}
-    for f in get_features(feature_columns(columns)):
-        needed.update(_peer_column(by) if c == "peer_ip" else c for c in f.needs)
-    if isinstance(resolved.get("baseline"), (tuple, list)):
-        needed.add("event_start")
-    return sorted(needed)
+    return sorted(input_columns(feature_columns(columns), resolved["by"])) + ["aggregated_count"]
 
 
 def _is_chunks(source: Any) -> bool:
