@@ -177,6 +177,21 @@ def split_fields(
     return fields, ok, counts
 
 
+def first_reasons(n: int) -> tuple[np.ndarray, Callable[[np.ndarray, str], None]]:
+    """``(why, fail)``: per-record reasons (``""`` while good) and ``fail(mask, reason)``.
+
+    ``fail`` records ``reason`` for the masked records that have none yet, so each bad
+    record is quarantined once, under the first check it failed; ``why`` goes to
+    :func:`quarantine`.
+    """
+    why = np.full(n, "", dtype=object)
+
+    def fail(mask: np.ndarray, reason: str) -> None:
+        why[mask & (why == "")] = reason
+
+    return why, fail
+
+
 def quarantine(
     report: ReadReport,
     reason_of: np.ndarray,

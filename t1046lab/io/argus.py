@@ -132,10 +132,7 @@ def _chunk(lines: pd.Series, nums: np.ndarray, width: int, where: dict[str, int]
     if n == 0:
         fu.quarantine(report, np.empty(0, dtype=object), nums, deferred=deferred)
         return None
-    why = np.full(n, "", dtype=object)
-
-    def fail(mask: np.ndarray, reason: str) -> None:
-        why[mask & (why == "")] = reason
+    why, fail = fu.first_reasons(n)
 
     def col(key: str) -> pd.Series:
         if key in where:

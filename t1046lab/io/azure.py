@@ -197,10 +197,7 @@ def _parse(tuples: list[str], meta: list[tuple[Any, ...]], counts: np.ndarray, p
     series = pd.Series([t if isinstance(t, str) else "" for t in tuples], dtype=object)
     parts = series.str.split(",")
     width = parts.str.len().to_numpy()
-    why = np.full(n, "", dtype=object)
-
-    def fail(mask: np.ndarray, reason: str) -> None:
-        why[mask & (why == "")] = reason
+    why, fail = fu.first_reasons(n)
 
     fail(~is_str, "flow tuple is not a string")
     if vnet:

@@ -143,10 +143,7 @@ def _chunk(kept: np.ndarray, rows: list[tuple[Any, ...]], deferred: list[tuple[i
     raw = pd.DataFrame(rows, columns=names, dtype=object)
     nums = kept
     n = len(raw)
-    why = np.full(n, "", dtype=object)
-
-    def fail(mask: np.ndarray, reason: str) -> None:
-        why[mask & (why == "")] = reason
+    why, fail = fu.first_reasons(n)
 
     start = pd.to_datetime(raw["start"], utc=True, errors="coerce", format="ISO8601")
     end = pd.to_datetime(raw["end"], utc=True, errors="coerce", format="ISO8601")

@@ -163,10 +163,7 @@ def _parse(lines: pd.Series, nums: np.ndarray, header: list[str], where: dict[st
     lines = lines[ok_width]
     fields = fields.reset_index(drop=True)
     n = len(fields)
-    why = np.full(n, "", dtype=object)
-
-    def fail(mask: np.ndarray, reason: str) -> None:
-        why[mask & (why == "")] = reason
+    why, fail = fu.first_reasons(n)
 
     def col(key: str) -> pd.Series:
         if key in where:

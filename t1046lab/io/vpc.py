@@ -186,10 +186,7 @@ def _block(names: list[str], lines: pd.Series, nums: np.ndarray, tolerance: floa
     if n == 0:
         fu.quarantine(report, np.empty(0, dtype=object), nums, deferred=deferred)
         return None
-    why = np.full(n, "", dtype=object)
-
-    def fail(mask: np.ndarray, reason: str) -> None:
-        why[mask & (why == "")] = reason
+    why, fail = fu.first_reasons(n)
 
     def col(name: str) -> pd.Series:
         return fields[name] if name in fields.columns else pd.Series(["-"] * n, dtype=object)
