@@ -405,6 +405,21 @@ def window_features_dask(
         raised where the partition is computed (a worker, under ``distributed``), so
         :func:`detect_dask` counts them and warns on the client.
     """
+    return _features_and_left_out(ddf, window, by, features, slide)[0]
+
+
+def _left_out(part: pd.DataFrame, by: str) -> int:
+    return int((part[by].isna() | part["event_start"].isna()).sum())
+
+
+def _features_and_left_out(
+    ddf: Any, window: WindowLike, by: str, features: str | Sequence[str], slide: WindowLike | None
+) -> tuple[Any, Any]:
+    """The lazy features and a lazy count of the rows they leave out, read from the same partitions.
+
+    Workers' warnings do not reach the caller, so :func:`detect_dask` computes the count
+    with the features (one read of each partition) and warns on the client.
+    """
     if not is_dask_frame(ddf):
         raise TypeError(f"expected a dask DataFrame, got {type(ddf).__name__}")
     names = [f.name for f in get_features(features)]
@@ -420,11 +435,13 @@ def window_features_dask(
     if plan.layout == "shuffle":
         logger.info("window_features_dask: partitions in no time order (or history features asked for); "
                     "shuffling %d partitions on %r", ddf.npartitions, by)
-        return _shuffle_on(ddf, by).map_partitions(_features_part, window, by, names, slide, True, meta=meta,
-                                                   enforce_metadata=False, clear_divisions=True)
+        feats = _shuffle_on(ddf, by).map_partitions(_features_part, window, by, names, slide, True, meta=meta,
+                                                    enforce_metadata=False, clear_divisions=True)
+        return feats, (ddf[by].isna() | ddf["event_start"].isna()).sum()
     import dask
     import dask.dataframe as dd
 
+    left_out = dask.delayed(sum)([dask.delayed(_left_out)(p, by) for p in parts])
     if plan.layout == "map":
         logger.info("window_features_dask: %d partitions hold disjoint windows; mapped per partition, no shuffle", len(parts))
         out = [dask.delayed(_features_part)(p, window, by, names, slide, False) for p in parts]
@@ -435,7 +452,7 @@ def window_features_dask(
         for i, (sources, start, end, k_lo, k_hi) in enumerate(plan.tasks):
             pieces = [dask.delayed(_rows_between)(parts[j], start, end, j == i) for j in sources]
             out.append(dask.delayed(_boundary_features)(pieces, k_lo, k_hi, window, by, names, slide, slide_ns))
-    return dd.from_delayed(out, meta=meta, verify_meta=False)
+    return dd.from_delayed(out, meta=meta, verify_meta=False), left_out
 
 
 # --- detectors --------------------------------------------------------------------------
@@ -477,10 +494,8 @@ def _detect_window_model(ddf: Any, info: Any, p: dict[str, Any], all_windows: bo
     make, columns = info.window_model(p)
     window, by = p["window"], p["by"]
     by_dtype = ddf._meta[by].dtype if by in ddf.columns else object
-    feats = window_features_dask(ddf, window=window, by=by, features=feature_columns(columns))
+    feats, left_out = _features_and_left_out(ddf, window, by, feature_columns(columns), None)
     kwargs = {"detector": info.name, "columns": list(columns), "all_windows": all_windows, "window": window, "by": by}
-    # Workers' warnings do not reach the caller: count the rows window_features leaves out here.
-    left_out = (ddf[by].isna() | ddf["event_start"].isna()).sum() if by in ddf.columns else None
     model, baseline = p["model"], p["baseline"]
     if model is not None:
         # One delayed object: the model is serialised once into the graph and sent to each
@@ -512,7 +527,7 @@ def _detect_window_model(ddf: Any, info: Any, p: dict[str, Any], all_windows: bo
 
 
 def _warn_left_out(count: Any, by: str) -> None:
-    if count is not None and int(count):
+    if int(count):
         warnings.warn(
             f"detect_dask: left out {int(count):,} rows without {by} or event_start (they cannot be placed in a window)",
             DataQualityWarning,
